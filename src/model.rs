@@ -1,0 +1,49 @@
+//! The user as userstream carries it between stages: the typed columns of PostgreSQL's `users`
+//! table, and the fields of the Avro `User` value on Kafka.
+//!
+//! It is built from one randomuser.me API record by [`crate::randomuser`]; everything the API
+//! sends is kept in PostgreSQL's `raw` JSON, but only these fields travel further. The API's
+//! credentials (`login.password`, `salt`, `md5`, `sha1`, `sha256`) are deliberately absent:
+//! they never leave PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One user, as captured from the API (not yet normalized: values are as the API sent them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// `login.uuid`, or for API versions without one a deterministic id derived from the record.
+    pub id: String,
+    pub gender: Option<String>,
+    pub title: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    /// `login.username` (not a credential).
+    pub username: Option<String>,
+    pub date_of_birth: Option<DateTime<Utc>>,
+    pub registered_at: Option<DateTime<Utc>>,
+    pub phone: Option<String>,
+    pub cell: Option<String>,
+    /// Street number as sent (API ≥ 1.3 sends a number; older versions fold it into the name).
+    pub street_number: Option<String>,
+    pub street_name: Option<String>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub country: Option<String>,
+    /// Always text: the API sends a number for most nationalities and a string for CA/GB/NL/NO.
+    pub postcode: Option<String>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    /// As sent, e.g. "+5:30".
+    pub timezone_offset: Option<String>,
+    pub timezone_description: Option<String>,
+    /// `id.name`, e.g. "SSN"; `id.value` may be null in the API.
+    pub national_id_name: Option<String>,
+    pub national_id_value: Option<String>,
+    pub picture_large: Option<String>,
+    pub picture_medium: Option<String>,
+    pub picture_thumbnail: Option<String>,
+    /// Nationality code as sent, e.g. "GB".
+    pub nat: Option<String>,
+}

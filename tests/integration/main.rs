@@ -1,0 +1,7 @@
+//! The integration suite: one test binary, one module per component, every endpoint read from
+//! the `USERSTREAM_*` environment (see `scripts/local-stack env`), with localhost defaults.
+
+mod common;
+mod fixture_server;
+mod kafka;
+mod registry;
