@@ -14,6 +14,7 @@
 //! * [`registry`] — `userstream registry`, a Confluent-compatible Schema Registry on PostgreSQL.
 //! * [`fixture_server`] — `userstream fixture-server`, the randomuser.me API served from
 //!   captured responses, able to misbehave on request.
+//! * [`store`] — PostgreSQL: `users`, the trigger-filled change log and its xid8-watermark poll.
 //!
 //! See `DESIGN.md`-level contracts in the README: every Cassandra write is an idempotent upsert
 //! `USING TIMESTAMP` of the change's source time, so at-least-once delivery is harmless.
@@ -27,4 +28,5 @@ pub mod kafka;
 pub mod model;
 pub mod registry;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;

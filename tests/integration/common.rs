@@ -28,6 +28,20 @@ pub fn kafka_brokers() -> String {
     env_or("USERSTREAM_KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
+/// The pipeline's Kafka settings, including pass-through options from `USERSTREAM_KAFKA_OPTIONS`.
+pub fn kafka_args() -> userstream::config::KafkaArgs {
+    let librdkafka_options = std::env::var("USERSTREAM_KAFKA_OPTIONS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| userstream::config::parse_key_value(pair).expect("USERSTREAM_KAFKA_OPTIONS"))
+        .collect();
+    userstream::config::KafkaArgs {
+        brokers: kafka_brokers(),
+        librdkafka_options,
+    }
+}
+
 pub fn registry_url() -> String {
     env_or("USERSTREAM_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081")
 }

@@ -1,0 +1,657 @@
+//! The HTTP API: Confluent Schema Registry's routes, request and response shapes, and error codes.
+//!
+//! Request bodies are read as JSON whatever their content type says (Confluent's clients send
+//! `application/vnd.schemaregistry.v1+json`, others `application/json` or nothing), and unknown
+//! request fields (`metadata`, `ruleSet`, …) are ignored as Confluent ignores what it does not
+//! use. Responses carry `application/vnd.schemaregistry.v1+json`.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+
+use axum::body::Bytes;
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::compatibility::{Level, UnknownLevel};
+use super::schema::{self, InvalidSchema, ParsedSchema};
+use super::store::{
+    Registration, Store, StoreError, SubjectDeletion, SubjectVersion, VersionDeletion, VersionSpec,
+};
+use crate::error::Retryable;
+
+/// The content type of every response, as Confluent's registry prefers it.
+pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Name of the request counter; labels: `method`, `route` (the route template), `status` (class).
+pub const REQUESTS_METRIC: &str = "userstream_registry_requests_total";
+
+/// A request the registry refuses, with Confluent's error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Subject '{0}' not found.")]
+    SubjectNotFound(String),
+    #[error("Version {0} not found.")]
+    VersionNotFound(String),
+    #[error("Schema {0} not found")]
+    SchemaNotFound(String),
+    #[error("Schema not found")]
+    SchemaNotFoundUnderSubject,
+    #[error("Subject '{0}' was soft deleted (this registry has no permanent delete)")]
+    SubjectSoftDeleted(String),
+    #[error("Subject '{subject}' version {version} was soft deleted (this registry has no permanent delete)")]
+    VersionSoftDeleted { subject: String, version: i32 },
+    #[error("Subject '{0}' does not have subject-level compatibility configured")]
+    SubjectLevelNotConfigured(String),
+    #[error("Invalid schema")]
+    InvalidSchema(#[source] InvalidSchema),
+    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    InvalidVersion(String),
+    #[error("Invalid compatibility level")]
+    InvalidLevel(#[source] UnknownLevel),
+    #[error("{0}")]
+    NotPermitted(&'static str),
+    #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\" at compatibility level {level}; details: {}", messages.join("; "))]
+    Incompatible {
+        subject: String,
+        level: Level,
+        messages: Vec<String>,
+    },
+    #[error("The request body is not valid JSON")]
+    MalformedBody(#[source] serde_json::Error),
+    #[error("The request body does not have the expected fields")]
+    UnexpectedBody(#[source] serde_json::Error),
+    #[error("HTTP 404 Not Found")]
+    NoSuchRoute,
+    #[error("Error in the backend data store")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// Confluent's `error_code`; its first three digits are the HTTP status.
+    pub fn code(&self) -> u32 {
+        match self {
+            ApiError::SubjectNotFound(_) => 40401,
+            ApiError::VersionNotFound(_) => 40402,
+            ApiError::SchemaNotFound(_) | ApiError::SchemaNotFoundUnderSubject => 40403,
+            ApiError::SubjectSoftDeleted(_) => 40404,
+            ApiError::VersionSoftDeleted { .. } => 40406,
+            ApiError::SubjectLevelNotConfigured(_) => 40408,
+            ApiError::InvalidSchema(_) => 42201,
+            ApiError::InvalidVersion(_) => 42202,
+            ApiError::InvalidLevel(_) => 42203,
+            ApiError::NotPermitted(_) => 42205,
+            ApiError::Incompatible { .. } => 409,
+            ApiError::MalformedBody(_) => 400,
+            ApiError::UnexpectedBody(_) => 422,
+            ApiError::NoSuchRoute => 404,
+            ApiError::Store(_) => 50001,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        let code = self.code();
+        let http = if code >= 10_000 { code / 100 } else { code };
+        u16::try_from(http)
+            .ok()
+            .and_then(|http| StatusCode::from_u16(http).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// The error and every cause, for the response's `message`.
+    fn message(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = self.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    }
+}
+
+impl Retryable for ApiError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            ApiError::Store(error) => error.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.message();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), %message, "registry request failed");
+        } else {
+            tracing::debug!(code = self.code(), %message, "registry request refused");
+        }
+        reply(
+            status,
+            &json!({ "error_code": self.code(), "message": message }),
+        )
+    }
+}
+
+fn reply<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "cannot serialize a registry response");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+fn ok<T: Serialize>(body: &T) -> Response {
+    reply(StatusCode::OK, body)
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The registry's routes over `store`, counting every request in [`REQUESTS_METRIC`].
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .route("/subjects", get(list_subjects))
+        .route("/subjects/{subject}", post(lookup).delete(delete_subject))
+        .route(
+            "/subjects/{subject}/versions",
+            get(list_versions).post(register),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}",
+            get(get_version).delete(delete_version),
+        )
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(get_version_schema),
+        )
+        .route("/schemas/types", get(schema_types))
+        .route("/schemas/ids/{id}", get(get_schema_by_id))
+        .route("/schemas/ids/{id}/schema", get(get_raw_schema_by_id))
+        .route("/config", get(get_global_config).put(put_global_config))
+        .route(
+            "/config/{subject}",
+            get(get_subject_config)
+                .put(put_subject_config)
+                .delete(delete_subject_config),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(check_against_subject),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(check_against_version),
+        )
+        .route_layer(middleware::from_fn(count_request))
+        .fallback(no_such_route)
+        .with_state(store)
+}
+
+async fn count_request(matched: MatchedPath, request: Request, next: Next) -> Response {
+    let method = method_label(request.method());
+    let route = matched.as_str().to_owned();
+    let response = next.run(request).await;
+    record(method, route, response.status());
+    response
+}
+
+async fn no_such_route(method: Method) -> Response {
+    let response = ApiError::NoSuchRoute.into_response();
+    record(
+        method_label(&method),
+        "unmatched".to_owned(),
+        response.status(),
+    );
+    response
+}
+
+fn record(method: &'static str, route: String, status: StatusCode) {
+    let class = match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    tracing::debug!(method, route, status = status.as_u16(), "registry request");
+    metrics::counter!(REQUESTS_METRIC, "method" => method, "route" => route, "status" => class)
+        .increment(1);
+}
+
+/// Methods as a closed set, so a client inventing methods cannot grow the label space.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
+}
+
+/// Query flags such as `?deleted=true`; anything but a case-insensitive `true` is false.
+fn flag(query: &HashMap<String, String>, name: &str) -> bool {
+    query
+        .get(name)
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+}
+
+fn parse_version(raw: &str) -> Result<VersionSpec, ApiError> {
+    let trimmed = raw.trim();
+    if trimmed.eq_ignore_ascii_case("latest") {
+        return Ok(VersionSpec::Latest);
+    }
+    match trimmed.parse::<i32>() {
+        // Confluent's clients use -1 for "latest".
+        Ok(-1) => Ok(VersionSpec::Latest),
+        Ok(version) if version >= 1 => Ok(VersionSpec::Number(version)),
+        _ => Err(ApiError::InvalidVersion(raw.to_owned())),
+    }
+}
+
+/// The body of a register, look-up or compatibility request.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaRequest {
+    schema: Option<String>,
+    schema_type: Option<String>,
+    references: Option<Vec<serde_json::Value>>,
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::UnexpectedBody(error),
+        _ => ApiError::MalformedBody(error),
+    })
+}
+
+fn parse_schema_request(body: &Bytes) -> Result<ParsedSchema, ApiError> {
+    let request: SchemaRequest = json_body(body)?;
+    if request
+        .references
+        .is_some_and(|references| !references.is_empty())
+    {
+        return Err(ApiError::InvalidSchema(InvalidSchema::References));
+    }
+    schema::parse(
+        request.schema.as_deref().unwrap_or_default(),
+        request.schema_type.as_deref(),
+    )
+    .map_err(ApiError::InvalidSchema)
+}
+
+#[derive(Serialize)]
+struct VersionBody<'a> {
+    subject: &'a str,
+    version: i32,
+    id: i32,
+    schema: &'a str,
+}
+
+impl<'a> From<&'a SubjectVersion> for VersionBody<'a> {
+    fn from(found: &'a SubjectVersion) -> Self {
+        VersionBody {
+            subject: &found.subject,
+            version: found.version,
+            id: found.id,
+            schema: &found.schema,
+        }
+    }
+}
+
+async fn root() -> Response {
+    ok(&json!({}))
+}
+
+async fn schema_types() -> Response {
+    ok(&[schema::AVRO])
+}
+
+async fn list_subjects(
+    State(store): State<Store>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    Ok(ok(&store.subjects(flag(&query, "deleted")).await?))
+}
+
+async fn list_versions(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let versions = store.versions(&subject, flag(&query, "deleted")).await?;
+    if versions.is_empty() {
+        return Err(ApiError::SubjectNotFound(subject));
+    }
+    Ok(ok(&versions))
+}
+
+async fn register(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let schema = parse_schema_request(&body)?;
+    match store.register(&subject, &schema).await? {
+        Registration::Existing { id } => Ok(ok(&json!({ "id": id }))),
+        Registration::Added { id, version } => {
+            tracing::info!(subject, id, version, "registered a schema version");
+            Ok(ok(&json!({ "id": id })))
+        }
+        Registration::Incompatible { level, messages } => Err(ApiError::Incompatible {
+            subject,
+            level,
+            messages,
+        }),
+    }
+}
+
+async fn lookup(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let include_deleted = flag(&query, "deleted");
+    let schema = parse_schema_request(&body)?;
+    if store.versions(&subject, include_deleted).await?.is_empty() {
+        return Err(ApiError::SubjectNotFound(subject));
+    }
+    match store.find(&subject, &schema, include_deleted).await? {
+        Some(found) => Ok(ok(&VersionBody::from(&found))),
+        None => Err(ApiError::SchemaNotFoundUnderSubject),
+    }
+}
+
+async fn find_version(
+    store: &Store,
+    subject: String,
+    raw_version: &str,
+    include_deleted: bool,
+) -> Result<SubjectVersion, ApiError> {
+    let spec = parse_version(raw_version)?;
+    if let Some(found) = store.version(&subject, spec, include_deleted).await? {
+        return Ok(found);
+    }
+    if store.versions(&subject, include_deleted).await?.is_empty() {
+        Err(ApiError::SubjectNotFound(subject))
+    } else {
+        Err(ApiError::VersionNotFound(raw_version.to_owned()))
+    }
+}
+
+async fn get_version(
+    State(store): State<Store>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let found = find_version(&store, subject, &version, flag(&query, "deleted")).await?;
+    Ok(ok(&VersionBody::from(&found)))
+}
+
+async fn get_version_schema(
+    State(store): State<Store>,
+    Path((subject, version)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let found = find_version(&store, subject, &version, flag(&query, "deleted")).await?;
+    Ok(raw_schema(found.schema))
+}
+
+/// A schema's own JSON as the body, unescaped, as Confluent's `/schema` routes return it.
+fn raw_schema(schema: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+        schema,
+    )
+        .into_response()
+}
+
+async fn schema_for_id(store: &Store, raw_id: &str) -> Result<String, ApiError> {
+    let id: i32 = raw_id
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::SchemaNotFound(raw_id.to_owned()))?;
+    store
+        .schema_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::SchemaNotFound(raw_id.to_owned()))
+}
+
+async fn get_schema_by_id(State(store): State<Store>, Path(id): Path<String>) -> ApiResult {
+    let schema = schema_for_id(&store, &id).await?;
+    Ok(ok(&json!({ "schema": schema })))
+}
+
+async fn get_raw_schema_by_id(State(store): State<Store>, Path(id): Path<String>) -> ApiResult {
+    Ok(raw_schema(schema_for_id(&store, &id).await?))
+}
+
+async fn delete_subject(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    refuse_permanent(&query)?;
+    match store.delete_subject(&subject).await? {
+        SubjectDeletion::Deleted(versions) => {
+            tracing::info!(subject, ?versions, "soft-deleted a subject");
+            Ok(ok(&versions))
+        }
+        SubjectDeletion::NotFound => Err(ApiError::SubjectNotFound(subject)),
+        SubjectDeletion::AlreadyDeleted => Err(ApiError::SubjectSoftDeleted(subject)),
+    }
+}
+
+async fn delete_version(
+    State(store): State<Store>,
+    Path((subject, raw_version)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let spec = parse_version(&raw_version)?;
+    refuse_permanent(&query)?;
+    match store.delete_version(&subject, spec).await? {
+        VersionDeletion::Deleted(version) => {
+            tracing::info!(subject, version, "soft-deleted a schema version");
+            Ok(ok(&version))
+        }
+        VersionDeletion::SubjectNotFound => Err(ApiError::SubjectNotFound(subject)),
+        VersionDeletion::VersionNotFound => Err(ApiError::VersionNotFound(raw_version)),
+        VersionDeletion::AlreadyDeleted => Err(ApiError::VersionSoftDeleted {
+            subject,
+            version: match spec {
+                VersionSpec::Number(version) => version,
+                VersionSpec::Latest => -1,
+            },
+        }),
+    }
+}
+
+/// Ids must stay resolvable for data already in Kafka, so this registry only soft-deletes; it
+/// says so rather than pretending a permanent delete happened.
+fn refuse_permanent(query: &HashMap<String, String>) -> Result<(), ApiError> {
+    if flag(query, "permanent") {
+        Err(ApiError::NotPermitted(
+            "Permanent deletion is not supported by this registry; only soft deletes are",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// `PUT /config` bodies: `{"compatibility": "FULL"}`.
+#[derive(Debug, Deserialize)]
+struct ConfigRequest {
+    compatibility: Option<String>,
+}
+
+fn parse_config(body: &Bytes) -> Result<Level, ApiError> {
+    let request: ConfigRequest = json_body(body)?;
+    let raw = request.compatibility.unwrap_or_default();
+    raw.parse().map_err(ApiError::InvalidLevel)
+}
+
+async fn get_global_config(State(store): State<Store>) -> ApiResult {
+    let level = store.global_level().await?;
+    Ok(ok(&json!({ "compatibilityLevel": level.as_str() })))
+}
+
+async fn put_global_config(State(store): State<Store>, body: Bytes) -> ApiResult {
+    let level = parse_config(&body)?;
+    store.set_global_level(level).await?;
+    tracing::info!(%level, "set the global compatibility level");
+    Ok(ok(&json!({ "compatibility": level.as_str() })))
+}
+
+async fn get_subject_config(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let level = match store.subject_level(&subject).await? {
+        Some(level) => level,
+        None if flag(&query, "defaultToGlobal") => store.global_level().await?,
+        None => return Err(ApiError::SubjectLevelNotConfigured(subject)),
+    };
+    Ok(ok(&json!({ "compatibilityLevel": level.as_str() })))
+}
+
+async fn put_subject_config(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let level = parse_config(&body)?;
+    store.set_subject_level(&subject, level).await?;
+    tracing::info!(subject, %level, "set a subject's compatibility level");
+    Ok(ok(&json!({ "compatibility": level.as_str() })))
+}
+
+async fn delete_subject_config(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+) -> ApiResult {
+    match store.delete_subject_level(&subject).await? {
+        Some(level) => Ok(ok(&json!({ "compatibilityLevel": level.as_str() }))),
+        None => Err(ApiError::SubjectNotFound(subject)),
+    }
+}
+
+async fn check_against_subject(
+    State(store): State<Store>,
+    Path(subject): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    check_compatibility(&store, subject, VersionSpec::Latest, &query, &body).await
+}
+
+async fn check_against_version(
+    State(store): State<Store>,
+    Path((subject, raw_version)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let spec = parse_version(&raw_version)?;
+    check_compatibility(&store, subject, spec, &query, &body).await
+}
+
+/// `latest` checks as a registration would (the newest version, or all of them for the
+/// `_TRANSITIVE` levels) and is compatible with an empty subject; a numbered version checks
+/// against that version alone.
+async fn check_compatibility(
+    store: &Store,
+    subject: String,
+    spec: VersionSpec,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> ApiResult {
+    let schema = parse_schema_request(body)?;
+    let mut live = store.live_versions(&subject).await?;
+    if let VersionSpec::Number(wanted) = spec {
+        if live.versions.is_empty() {
+            return Err(ApiError::SubjectNotFound(subject));
+        }
+        live.versions.retain(|(version, _)| *version == wanted);
+        if live.versions.is_empty() {
+            return Err(ApiError::VersionNotFound(wanted.to_string()));
+        }
+    }
+    let messages = live.check(&schema.schema);
+    let mut response = json!({ "is_compatible": messages.is_empty() });
+    if flag(query, "verbose") {
+        response["messages"] = json!(messages);
+    }
+    Ok(ok(&response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_like_confluents() {
+        assert_eq!(parse_version("latest").unwrap(), VersionSpec::Latest);
+        assert_eq!(parse_version("LATEST").unwrap(), VersionSpec::Latest);
+        assert_eq!(parse_version("-1").unwrap(), VersionSpec::Latest);
+        assert_eq!(parse_version("7").unwrap(), VersionSpec::Number(7));
+        for bad in ["0", "-2", "abc", "", "99999999999"] {
+            assert!(
+                matches!(parse_version(bad), Err(ApiError::InvalidVersion(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_map_to_http_statuses() {
+        assert_eq!(
+            ApiError::SubjectNotFound("s".into()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::InvalidVersion("x".into()).status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        let incompatible = ApiError::Incompatible {
+            subject: "s".into(),
+            level: Level::Backward,
+            messages: vec!["why".into()],
+        };
+        assert_eq!(incompatible.status(), StatusCode::CONFLICT);
+        assert!(incompatible.message().contains("why"));
+        assert!(!incompatible.is_retryable());
+    }
+
+    #[test]
+    fn invalid_schema_message_carries_the_parser_reason() {
+        let error = parse_schema_request(&Bytes::from_static(
+            br#"{"schema":"{\"type\":\"record\",\"name\":\"R\"}"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(error.code(), 42201);
+        assert!(
+            error.message().len() > "Invalid schema".len(),
+            "{}",
+            error.message()
+        );
+    }
+}
