@@ -14,6 +14,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Apply the PostgreSQL and Cassandra schemas (idempotent; safe while the pipeline runs).
+    Migrate(crate::migrate::Config),
+    /// Fetch users from the randomuser.me API into PostgreSQL, once or --every interval.
+    Fetch(crate::fetcher::Config),
+    /// Capture committed changes from PostgreSQL and produce them to Kafka as Avro.
+    Cdc(crate::cdc::Config),
+    /// Consume the topic, normalize, and upsert into Cassandra (poison messages to <topic>.dlq).
+    Process(crate::processor::Config),
+    /// Migrate, then run fetch, cdc and process in one process.
+    Run(crate::pipeline::Config),
     /// Serve a Confluent-compatible Schema Registry HTTP API, persisted in PostgreSQL.
     Registry(crate::registry::Config),
     /// Serve captured randomuser.me responses at /api/, for offline use and the fetcher's tests.

@@ -81,6 +81,34 @@ impl KafkaArgs {
     }
 }
 
+/// The topic the user changes go to, and how it is created when missing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicArgs {
+    /// Kafka topic of the user changes; the dead-letter topic is `<topic>.dlq`.
+    #[arg(
+        long = "topic",
+        env = "USERSTREAM_TOPIC",
+        default_value = "userstream.users"
+    )]
+    pub topic: String,
+
+    /// Partitions of the topic when userstream creates it (an existing topic is left as it is).
+    #[arg(
+        long = "topic-partitions",
+        env = "USERSTREAM_TOPIC_PARTITIONS",
+        default_value_t = 3
+    )]
+    pub partitions: i32,
+
+    /// Replication factor of the topic when userstream creates it.
+    #[arg(
+        long = "topic-replication",
+        env = "USERSTREAM_TOPIC_REPLICATION",
+        default_value_t = 1
+    )]
+    pub replication: i32,
+}
+
 /// Where the Confluent-compatible Schema Registry is.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SchemaRegistryArgs {
@@ -112,6 +140,14 @@ pub struct CassandraArgs {
         default_value = "userstream"
     )]
     pub keyspace: String,
+
+    /// Replication of the keyspace when `migrate` creates it (a CQL map literal).
+    #[arg(
+        long = "cassandra-replication",
+        env = "USERSTREAM_CASSANDRA_REPLICATION",
+        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )]
+    pub replication: String,
 }
 
 /// Where a stage serves `/metrics` (Prometheus text) and `/healthz`.

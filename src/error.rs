@@ -9,3 +9,16 @@ pub trait Retryable {
     /// `true` when the same operation may succeed later without any change to its input.
     fn is_retryable(&self) -> bool;
 }
+
+/// An error and all its sources on one line ("a: b: c"), for a log field or a message header
+/// where the whole story must fit in one string.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -8,6 +8,11 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaArgs;
 
+/// Where the processor puts messages it cannot decode or validate.
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
 /// A producer that never duplicates or reorders within a partition on retry, waits for every
 /// in-sync replica, and compresses.
 pub fn producer_config(args: &KafkaArgs) -> ClientConfig {

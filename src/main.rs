@@ -7,6 +7,11 @@ async fn main() -> anyhow::Result<()> {
     userstream::telemetry::init_tracing();
     let shutdown = userstream::shutdown::on_signals();
     match cli.command {
+        Command::Migrate(config) => userstream::migrate::run(config, shutdown).await?,
+        Command::Fetch(config) => userstream::fetcher::run(config, shutdown).await?,
+        Command::Cdc(config) => userstream::cdc::run(config, shutdown).await?,
+        Command::Process(config) => userstream::processor::run(config, shutdown).await?,
+        Command::Run(config) => userstream::pipeline::run(config, shutdown).await?,
         Command::Registry(config) => userstream::registry::run(config, shutdown).await?,
         Command::FixtureServer(config) => userstream::fixture_server::run(config, shutdown).await?,
     }

@@ -19,6 +19,8 @@ pub enum QueryError {
     Results(String),
     #[error("page must be a whole number from 1 up, got {0:?}")]
     Page(String),
+    #[error("the query string is malformed")]
+    Malformed(#[source] axum::extract::rejection::QueryRejection),
 }
 
 /// A parsed `/api/` query.

@@ -337,7 +337,7 @@ async fn respond(state: &AppState, params: ApiParams, fault: Option<Fault>) -> R
         Some(Fault::Close) => dropped_connection(),
         Some(Fault::Truncated) => match page(state, params) {
             Ok(body) => json(StatusCode::OK, truncate(body)),
-            Err(refused) => refused,
+            Err(refused) => bad_request(&refused),
         },
         Some(Fault::Slow(delay)) => {
             tokio::select! {
@@ -346,18 +346,23 @@ async fn respond(state: &AppState, params: ApiParams, fault: Option<Fault>) -> R
                     return error_json(StatusCode::SERVICE_UNAVAILABLE, "the fixture server is shutting down");
                 }
             }
-            page(state, params).map_or_else(|refused| refused, |body| json(StatusCode::OK, body))
+            served(state, params)
         }
-        None => {
-            page(state, params).map_or_else(|refused| refused, |body| json(StatusCode::OK, body))
-        }
+        None => served(state, params),
     }
 }
 
-/// The normal body for the query, or the 400 response refusing it.
-fn page(state: &AppState, params: ApiParams) -> Result<String, Response> {
-    let Query(params) = params.map_err(|rejection| bad_request(&rejection))?;
-    let query = api::ApiQuery::parse(&params).map_err(|error| bad_request(&error))?;
+fn served(state: &AppState, params: ApiParams) -> Response {
+    match page(state, params) {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(refused) => bad_request(&refused),
+    }
+}
+
+/// The normal body for the query.
+fn page(state: &AppState, params: ApiParams) -> Result<String, api::QueryError> {
+    let Query(params) = params.map_err(api::QueryError::Malformed)?;
+    let query = api::ApiQuery::parse(&params)?;
     let seed = query.seed.clone().unwrap_or_else(api::random_seed);
     Ok(api::render(&state.records, &query, &seed))
 }
@@ -388,8 +393,15 @@ fn api_error(status: StatusCode) -> Response {
     error_json(status, API_ERROR_MESSAGE)
 }
 
+/// 400 with the whole error chain as the message, so the client learns what was wrong.
 fn bad_request(error: &dyn std::error::Error) -> Response {
-    error_json(StatusCode::BAD_REQUEST, &error.to_string())
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    error_json(StatusCode::BAD_REQUEST, &message)
 }
 
 fn error_json(status: StatusCode, message: &str) -> Response {

@@ -238,15 +238,17 @@ mod tests {
     proptest! {
         #[test]
         fn elements_and_members_reparse_to_what_serde_json_sees(
-            items in prop::collection::vec(json_value(), 0..6),
+            generated in prop::collection::vec(json_value(), 0..6),
             pretty in any::<bool>(),
         ) {
-            let array = Value::Array(items.clone());
+            let array = Value::Array(generated);
             let text = if pretty {
                 serde_json::to_string_pretty(&array).unwrap().replace('\n', "\r\n")
             } else {
                 serde_json::to_string(&array).unwrap()
             };
+            // Compared with serde_json's reading of the same text: floats need not round-trip.
+            let Value::Array(items) = parse(&text) else { unreachable!() };
             let spans = array_elements(&text, &document(&text).unwrap()).unwrap();
             prop_assert_eq!(spans.len(), items.len());
             for (span, item) in spans.iter().zip(&items) {

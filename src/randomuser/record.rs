@@ -190,13 +190,7 @@ fn map_user(user: &Map<String, Value>) -> Result<UserRecord, Fault> {
             medium: text(picture.get("medium"), "picture.medium")?,
             thumbnail: text(picture.get("thumbnail"), "picture.thumbnail")?,
         },
-        Some(other) => {
-            return Err(Fault::wrong_type(
-                "picture",
-                "a string or an object",
-                other,
-            ))
-        }
+        Some(other) => return Err(Fault::wrong_type("picture", "a string or an object", other)),
     };
     let (national_id_name, national_id_value) = match national_id {
         Some(id) => (
@@ -301,11 +295,7 @@ fn scalar_text(value: Option<&Value>, field: &'static str) -> Result<Option<Stri
     match value {
         Some(Value::Number(number)) => Ok(Some(number.to_string())),
         other => text(other, field).map_err(|_| {
-            Fault::wrong_type(
-                field,
-                "a string or a number",
-                other.unwrap_or(&Value::Null),
-            )
+            Fault::wrong_type(field, "a string or a number", other.unwrap_or(&Value::Null))
         }),
     }
 }

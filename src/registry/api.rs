@@ -45,18 +45,18 @@ pub enum ApiError {
     #[error("Subject '{0}' was soft deleted (this registry has no permanent delete)")]
     SubjectSoftDeleted(String),
     #[error("Subject '{subject}' version {version} was soft deleted (this registry has no permanent delete)")]
-    VersionSoftDeleted { subject: String, version: i32 },
-    #[error("Subject '{0}' does not have subject-level compatibility configured")]
+    VersionSoftDeleted { subject: String, version: String },
+    #[error("No compatibility level is set for subject '{0}' itself (?defaultToGlobal=true gives the level in force)")]
     SubjectLevelNotConfigured(String),
     #[error("Invalid schema")]
     InvalidSchema(#[source] InvalidSchema),
-    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    #[error("Invalid version '{0}': a version is a number from 1 to 2^31-1, or \"latest\"")]
     InvalidVersion(String),
     #[error("Invalid compatibility level")]
     InvalidLevel(#[source] UnknownLevel),
     #[error("{0}")]
     NotPermitted(&'static str),
-    #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\" at compatibility level {level}; details: {}", messages.join("; "))]
+    #[error("The schema is incompatible with subject \"{subject}\" at compatibility level {level}: {}", messages.join("; "))]
     Incompatible {
         subject: String,
         level: Level,
@@ -68,6 +68,8 @@ pub enum ApiError {
     UnexpectedBody(#[source] serde_json::Error),
     #[error("HTTP 404 Not Found")]
     NoSuchRoute,
+    #[error("HTTP 405 Method Not Allowed")]
+    MethodNotAllowed,
     #[error("Error in the backend data store")]
     Store(#[from] StoreError),
 }
@@ -90,6 +92,7 @@ impl ApiError {
             ApiError::MalformedBody(_) => 400,
             ApiError::UnexpectedBody(_) => 422,
             ApiError::NoSuchRoute => 404,
+            ApiError::MethodNotAllowed => 405,
             ApiError::Store(_) => 50001,
         }
     }
@@ -200,6 +203,7 @@ pub fn router(store: Store) -> Router {
         )
         .route_layer(middleware::from_fn(count_request))
         .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(store)
 }
 
@@ -212,9 +216,18 @@ async fn count_request(matched: MatchedPath, request: Request, next: Next) -> Re
 }
 
 async fn no_such_route(method: Method) -> Response {
-    let response = ApiError::NoSuchRoute.into_response();
+    unmatched(&method, ApiError::NoSuchRoute)
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    unmatched(&method, ApiError::MethodNotAllowed)
+}
+
+/// Requests no route handles, counted under one `route` label.
+fn unmatched(method: &Method, error: ApiError) -> Response {
+    let response = error.into_response();
     record(
-        method_label(&method),
+        method_label(method),
         "unmatched".to_owned(),
         response.status(),
     );
@@ -477,10 +490,7 @@ async fn delete_version(
         VersionDeletion::VersionNotFound => Err(ApiError::VersionNotFound(raw_version)),
         VersionDeletion::AlreadyDeleted => Err(ApiError::VersionSoftDeleted {
             subject,
-            version: match spec {
-                VersionSpec::Number(version) => version,
-                VersionSpec::Latest => -1,
-            },
+            version: raw_version,
         }),
     }
 }

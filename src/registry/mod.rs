@@ -42,7 +42,8 @@ pub struct Config {
     #[arg(
         long = "registry-pg-pool-size",
         env = "USERSTREAM_REGISTRY_PG_POOL_SIZE",
-        default_value_t = 8
+        default_value_t = 8,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub pool_size: usize,
 

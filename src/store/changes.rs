@@ -32,14 +32,6 @@ pub struct Position {
     pub last: Option<ChangeKey>,
 }
 
-impl Position {
-    /// A consumer that has read nothing: it starts at the oldest change still in the log.
-    pub const START: Self = Self {
-        watermark: 0,
-        last: None,
-    };
-}
-
 /// What happened to the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -101,7 +93,8 @@ pub struct Poll {
     pub next: Position,
 }
 
-/// The stored position of `consumer`, registering it at [`Position::START`] if it has none.
+/// The stored position of `consumer`. A consumer without one is registered at the very start,
+/// so it begins with the oldest change still in the log.
 ///
 /// From registration on, [`prune`] keeps every change the consumer has not passed.
 pub async fn load_position(client: &Client, consumer: &str) -> Result<Position, StoreError> {

@@ -29,11 +29,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "cdc_cursors",
         sql: include_str!("sql/003_cdc_cursors.sql"),
     },
+    Migration {
+        version: 4,
+        name: "fetch_rejections",
+        sql: include_str!("sql/004_fetch_rejections.sql"),
+    },
 ];
 
 /// Serializes migrating processes on one database (an arbitrary constant, unique to this use:
 /// "userstr" in ASCII). Held for the migrating transaction only, so a crash releases it.
-const MIGRATION_LOCK: i64 = 0x7573_6572_7374_72;
+const MIGRATION_LOCK: i64 = 0x0075_7365_7273_7472;
 
 /// Applies the migrations this database has not seen yet, in order, in one transaction, and
 /// returns the versions it applied (none when the schema is current).

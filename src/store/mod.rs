@@ -19,13 +19,16 @@ mod changes;
 mod migrate;
 mod users;
 
+use crate::config::Secret;
 use crate::error::Retryable;
 
 pub use changes::{
     commit_position, load_position, poll_changes, prune, Change, ChangeKey, Op, Poll, Position,
 };
 pub use migrate::migrate;
-pub use users::{delete_user, upsert_page, validate, UpsertOutcome};
+pub use users::{
+    delete_user, record_rejections, upsert_page, validate, RejectedRecord, UpsertOutcome,
+};
 
 /// What went wrong talking to PostgreSQL or with what was read from or given to it.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,19 @@ pub enum StoreError {
 
     #[error("change log row is malformed: {reason}")]
     MalformedChange { reason: String },
+}
+
+/// Opens one connection to PostgreSQL; its driver task runs until the connection closes.
+pub async fn connect(url: &Secret<String>) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url.expose(), tokio_postgres::NoTls)
+        .await
+        .map_err(StoreError::postgres("connect"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
 }
 
 impl StoreError {

@@ -323,3 +323,54 @@ mod tests {
         assert!(reason(validate(&user("a"), &raw)).contains("$.lo\0gin"));
     }
 }
+
+/// A record the fetcher rejected, and where the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRecord<'a> {
+    pub seed: &'a str,
+    pub page: u32,
+    pub page_size: u32,
+    pub record_index: usize,
+    pub field: &'a str,
+    pub reason: &'a str,
+    pub detail: &'a str,
+}
+
+/// Records rejected records; the same record rejected again (a re-fetched page) is kept once.
+pub async fn record_rejections(
+    client: &Client,
+    rejections: &[RejectedRecord<'_>],
+) -> Result<(), StoreError> {
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    let statement = client
+        .prepare(
+            "INSERT INTO fetch_rejections (seed, page, page_size, record_index, field, reason, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (seed, page, page_size, record_index) DO NOTHING",
+        )
+        .await
+        .map_err(StoreError::postgres("prepare the rejection insert"))?;
+    for rejection in rejections {
+        let page = i32::try_from(rejection.page).unwrap_or(i32::MAX);
+        let page_size = i32::try_from(rejection.page_size).unwrap_or(i32::MAX);
+        let index = i32::try_from(rejection.record_index).unwrap_or(i32::MAX);
+        client
+            .execute(
+                &statement,
+                &[
+                    &rejection.seed,
+                    &page,
+                    &page_size,
+                    &index,
+                    &rejection.field,
+                    &rejection.reason,
+                    &rejection.detail,
+                ],
+            )
+            .await
+            .map_err(StoreError::postgres("record a rejected record"))?;
+    }
+    Ok(())
+}

@@ -115,7 +115,12 @@ impl BigInt {
 
     /// The shortest two's complement big-endian encoding.
     pub fn to_twos_complement(&self) -> Vec<u8> {
-        let mut mag: Vec<u8> = self.limbs.iter().rev().flat_map(|l| l.to_be_bytes()).collect();
+        let mut mag: Vec<u8> = self
+            .limbs
+            .iter()
+            .rev()
+            .flat_map(|l| l.to_be_bytes())
+            .collect();
         let first = mag.iter().position(|b| *b != 0).unwrap_or(mag.len());
         mag.drain(..first);
         mag.insert(0, 0);
@@ -136,8 +141,7 @@ impl BigInt {
 
     /// Drops redundant leading sign bytes.
     pub fn minimal_twos_complement(mut v: &[u8]) -> &[u8] {
-        while v.len() > 1
-            && ((v[0] == 0 && v[1] & 0x80 == 0) || (v[0] == 0xff && v[1] & 0x80 != 0))
+        while v.len() > 1 && ((v[0] == 0 && v[1] & 0x80 == 0) || (v[0] == 0xff && v[1] & 0x80 != 0))
         {
             v = &v[1..];
         }

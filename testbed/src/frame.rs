@@ -102,10 +102,6 @@ impl Reader {
         Reader { buf }
     }
 
-    pub fn remaining(&self) -> usize {
-        self.buf.remaining()
-    }
-
     pub fn byte(&mut self) -> Result<u8, CqlError> {
         if self.buf.remaining() < 1 {
             return Err(truncated("a byte"));

@@ -55,7 +55,10 @@ pub struct TableDef {
 
 impl TableDef {
     pub fn column(&self, name: &str) -> Option<(usize, &ColumnMeta)> {
-        self.columns.iter().enumerate().find(|(_, c)| c.name == name)
+        self.columns
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
     }
 
     pub fn partition_key(&self) -> &[ColumnMeta] {
@@ -64,10 +67,6 @@ impl TableDef {
 
     pub fn clustering(&self) -> &[ColumnMeta] {
         &self.columns[self.partition_key_len..self.partition_key_len + self.clustering_len]
-    }
-
-    pub fn regular(&self) -> &[ColumnMeta] {
-        &self.columns[self.partition_key_len + self.clustering_len..]
     }
 
     pub fn is_primary_key(&self, index: usize) -> bool {

@@ -36,7 +36,11 @@ impl Cell {
         Cell {
             ts,
             value: Some(value),
-            local_deletion_time: if ttl > 0 { now + i64::from(ttl) } else { i64::MAX },
+            local_deletion_time: if ttl > 0 {
+                now + i64::from(ttl)
+            } else {
+                i64::MAX
+            },
             ttl,
         }
     }
@@ -59,26 +63,30 @@ impl Cell {
         (self.ttl > 0 && self.is_live(now)).then(|| (self.local_deletion_time - now) as i32)
     }
 
-    /// Whether `self`, written over `stored`, replaces it (Cassandra's `Conflicts.resolveRegular`).
-    pub fn wins_over(&self, stored: &Cell, now: NowSecs) -> bool {
+    /// Whether `self`, written over `stored`, replaces it: Cassandra's `Cells.resolveRegular`,
+    /// which since CASSANDRA-14592 does not depend on the clock: on equal timestamps a cell
+    /// that is or will become a tombstone (tombstone or TTL) beats a plain live one, a
+    /// tombstone beats an expiring cell, the later expiry wins, and finally the greater value.
+    pub fn wins_over(&self, stored: &Cell) -> bool {
         if self.ts != stored.ts {
             return self.ts > stored.ts;
         }
-        let (live, stored_live) = (self.is_live(now), stored.is_live(now));
-        if live != stored_live {
-            return !live;
+        let mortal = self.value.is_none() || self.ttl > 0;
+        let stored_mortal = stored.value.is_none() || stored.ttl > 0;
+        if mortal || stored_mortal {
+            if mortal != stored_mortal {
+                return mortal;
+            }
+            let (tombstone, stored_tombstone) = (self.value.is_none(), stored.value.is_none());
+            if tombstone != stored_tombstone {
+                return tombstone;
+            }
+            if self.local_deletion_time != stored.local_deletion_time {
+                return self.local_deletion_time > stored.local_deletion_time;
+            }
         }
         let empty = Bytes::new();
-        match self
-            .value
-            .as_ref()
-            .unwrap_or(&empty)
-            .cmp(stored.value.as_ref().unwrap_or(&empty))
-        {
-            Ordering::Greater => true,
-            Ordering::Less => false,
-            Ordering::Equal => self.local_deletion_time > stored.local_deletion_time,
-        }
+        self.value.as_ref().unwrap_or(&empty) > stored.value.as_ref().unwrap_or(&empty)
     }
 }
 
@@ -96,7 +104,11 @@ impl Liveness {
         Liveness {
             ts,
             ttl,
-            expires: if ttl > 0 { now + i64::from(ttl) } else { i64::MAX },
+            expires: if ttl > 0 {
+                now + i64::from(ttl)
+            } else {
+                i64::MAX
+            },
         }
     }
 
@@ -105,13 +117,9 @@ impl Liveness {
     }
 
     /// Cassandra's `LivenessInfo.supersedes`.
-    fn supersedes(&self, other: &Liveness, now: NowSecs) -> bool {
+    fn supersedes(&self, other: &Liveness) -> bool {
         if self.ts != other.ts {
             return self.ts > other.ts;
-        }
-        let (expired, other_expired) = (!self.is_live(now), !other.is_live(now));
-        if expired != other_expired {
-            return expired;
         }
         let (expiring, other_expiring) = (self.ttl > 0, other.ttl > 0);
         if expiring == other_expiring {
@@ -220,16 +228,20 @@ impl RangeTombstone {
         let Some(v) = clustering.get(*index) else {
             return false;
         };
-        let above = lower.as_ref().is_none_or(|b| match ty.compare(v, &b.value) {
-            Ordering::Greater => true,
-            Ordering::Equal => b.inclusive,
-            Ordering::Less => false,
-        });
-        let below = upper.as_ref().is_none_or(|b| match ty.compare(v, &b.value) {
-            Ordering::Less => true,
-            Ordering::Equal => b.inclusive,
-            Ordering::Greater => false,
-        });
+        let above = lower
+            .as_ref()
+            .is_none_or(|b| match ty.compare(v, &b.value) {
+                Ordering::Greater => true,
+                Ordering::Equal => b.inclusive,
+                Ordering::Less => false,
+            });
+        let below = upper
+            .as_ref()
+            .is_none_or(|b| match ty.compare(v, &b.value) {
+                Ordering::Less => true,
+                Ordering::Equal => b.inclusive,
+                Ordering::Greater => false,
+            });
         above && below
     }
 }
@@ -331,32 +343,25 @@ impl Partition {
         });
     }
 
-    pub fn write_marker(&mut self, sort_key: &[u8], clustering: &[Bytes], marker: Liveness, now: NowSecs) {
+    pub fn write_marker(&mut self, sort_key: &[u8], clustering: &[Bytes], marker: Liveness) {
         self.with_row(sort_key, clustering, |row, shadow| {
             if marker.ts <= shadow {
                 return;
             }
-            if row.marker.is_none_or(|m| marker.supersedes(&m, now)) {
+            if row.marker.is_none_or(|m| marker.supersedes(&m)) {
                 row.marker = Some(marker);
             }
         });
     }
 
-    pub fn write_cell(
-        &mut self,
-        sort_key: &[u8],
-        clustering: &[Bytes],
-        column: u32,
-        cell: Cell,
-        now: NowSecs,
-    ) {
+    pub fn write_cell(&mut self, sort_key: &[u8], clustering: &[Bytes], column: u32, cell: Cell) {
         self.with_row(sort_key, clustering, |row, shadow| {
             if cell.ts <= shadow {
                 return;
             }
             match row.cells.get_mut(&column) {
                 Some(stored) => {
-                    if cell.wins_over(stored, now) {
+                    if cell.wins_over(stored) {
                         *stored = cell;
                     }
                 }
@@ -367,7 +372,13 @@ impl Partition {
         });
     }
 
-    pub fn delete_collection(&mut self, sort_key: &[u8], clustering: &[Bytes], column: u32, ts: i64) {
+    pub fn delete_collection(
+        &mut self,
+        sort_key: &[u8],
+        clustering: &[Bytes],
+        column: u32,
+        ts: i64,
+    ) {
         self.with_row(sort_key, clustering, |row, shadow| {
             if ts <= shadow {
                 return;
@@ -389,7 +400,6 @@ impl Partition {
         element_order: Vec<u8>,
         element_key: Bytes,
         cell: Cell,
-        now: NowSecs,
     ) {
         self.with_row(sort_key, clustering, |row, shadow| {
             let complex = row.collections.entry(column).or_default();
@@ -397,7 +407,7 @@ impl Partition {
                 return;
             }
             match complex.elements.get_mut(&element_order) {
-                Some((_, stored)) if !cell.wins_over(stored, now) => {}
+                Some((_, stored)) if !cell.wins_over(stored) => {}
                 _ => {
                     complex.elements.insert(element_order, (element_key, cell));
                 }
@@ -406,14 +416,27 @@ impl Partition {
     }
 
     /// The live elements of a non-frozen collection: (element key, value).
-    pub fn live_elements(&self, sort_key: &[u8], column: u32, now: NowSecs) -> Vec<(Vec<u8>, Bytes, Bytes)> {
-        match self.rows.get(sort_key).and_then(|r| r.collections.get(&column)) {
+    pub fn live_elements(
+        &self,
+        sort_key: &[u8],
+        column: u32,
+        now: NowSecs,
+    ) -> Vec<(Vec<u8>, Bytes, Bytes)> {
+        match self
+            .rows
+            .get(sort_key)
+            .and_then(|r| r.collections.get(&column))
+        {
             Some(c) => c
                 .elements
                 .iter()
                 .filter(|(_, (_, cell))| cell.is_live(now))
                 .map(|(order, (key, cell))| {
-                    (order.clone(), key.clone(), cell.value.clone().unwrap_or_default())
+                    (
+                        order.clone(),
+                        key.clone(),
+                        cell.value.clone().unwrap_or_default(),
+                    )
                 })
                 .collect(),
             None => Vec::new(),

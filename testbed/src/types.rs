@@ -5,7 +5,6 @@ use std::cmp::Ordering;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::bigint::BigInt;
-use crate::error::CqlError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CqlType {
@@ -27,9 +26,19 @@ pub enum CqlType {
     Time,
     SmallInt,
     TinyInt,
-    List { element: Box<CqlType>, frozen: bool },
-    Set { element: Box<CqlType>, frozen: bool },
-    Map { key: Box<CqlType>, value: Box<CqlType>, frozen: bool },
+    List {
+        element: Box<CqlType>,
+        frozen: bool,
+    },
+    Set {
+        element: Box<CqlType>,
+        frozen: bool,
+    },
+    Map {
+        key: Box<CqlType>,
+        value: Box<CqlType>,
+        frozen: bool,
+    },
 }
 
 impl CqlType {
@@ -177,12 +186,6 @@ impl CqlType {
             }
             _ => {}
         }
-    }
-
-    /// Whether a value of `self` can be stored in a column of `target` (the same type, or
-    /// text into... nothing else: CQL only relaxes ascii into text).
-    pub fn is_value_compatible_with(&self, target: &CqlType) -> bool {
-        self == target || (matches!(self, CqlType::Ascii) && matches!(target, CqlType::Text))
     }
 
     /// Validates a serialized value and returns it in canonical form: set elements and map

@@ -38,7 +38,13 @@ fn literal_kind(lit: &Literal) -> (&'static str, String) {
         Literal::Float(s) => ("FLOAT", s.clone()),
         Literal::Bool(b) => ("BOOLEAN", b.to_string()),
         Literal::Uuid(s) => ("UUID", s.clone()),
-        Literal::Blob(b) => ("HEX", format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())),
+        Literal::Blob(b) => (
+            "HEX",
+            format!(
+                "0x{}",
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            ),
+        ),
         Literal::NaN => ("FLOAT", "NaN".into()),
         Literal::Infinity(neg) => ("FLOAT", if *neg { "-Infinity" } else { "Infinity" }.into()),
     }
@@ -69,14 +75,24 @@ pub fn resolve(
         },
         Term::Literal(lit) => literal(lit, ty, column).map(Resolved::Value),
         Term::List(items) => match ty {
-            CqlType::List { element, .. } => collection(items.iter().map(|t| vec![(t, &**element)]), ty, column, binds),
+            CqlType::List { element, .. } => collection(
+                items.iter().map(|t| vec![(t, &**element)]),
+                ty,
+                column,
+                binds,
+            ),
             _ => Err(CqlError::invalid(format!(
                 "Invalid list literal for {column} of type {}",
                 ty.cql_name()
             ))),
         },
         Term::Set(items) => match ty {
-            CqlType::Set { element, .. } => collection(items.iter().map(|t| vec![(t, &**element)]), ty, column, binds),
+            CqlType::Set { element, .. } => collection(
+                items.iter().map(|t| vec![(t, &**element)]),
+                ty,
+                column,
+                binds,
+            ),
             _ => Err(CqlError::invalid(format!(
                 "Invalid set literal for {column} of type {}",
                 ty.cql_name()
@@ -84,12 +100,16 @@ pub fn resolve(
         },
         Term::Map(entries) => match ty {
             CqlType::Map { key, value, .. } => collection(
-                entries.iter().map(|(k, v)| vec![(k, &**key), (v, &**value)]),
+                entries
+                    .iter()
+                    .map(|(k, v)| vec![(k, &**key), (v, &**value)]),
                 ty,
                 column,
                 binds,
             ),
-            CqlType::Set { .. } if entries.is_empty() => Ok(Resolved::Value(encode_collection(std::iter::empty()))),
+            CqlType::Set { .. } if entries.is_empty() => {
+                Ok(Resolved::Value(encode_collection(std::iter::empty())))
+            }
             _ => Err(CqlError::invalid(format!(
                 "Invalid map literal for {column} of type {}",
                 ty.cql_name()
@@ -133,7 +153,9 @@ fn collection<'a>(
 
 fn function(name: &str, args: &[Term], ty: &CqlType, column: &str) -> Result<Resolved, CqlError> {
     let (produced, value) = match (name, args.len()) {
-        ("now", 0) | ("currenttimeuuid", 0) => (CqlType::Timeuuid, Bytes::copy_from_slice(&timeuuid_now())),
+        ("now", 0) | ("currenttimeuuid", 0) => {
+            (CqlType::Timeuuid, Bytes::copy_from_slice(&timeuuid_now()))
+        }
         ("uuid", 0) => (CqlType::Uuid, Bytes::copy_from_slice(&random_uuid())),
         ("currenttimestamp", 0) => (
             CqlType::Timestamp,
@@ -165,7 +187,9 @@ fn literal(lit: &Literal, ty: &CqlType, column: &str) -> Result<Bytes, CqlError>
     let (kind, text) = literal_kind(lit);
     let bad = || invalid_constant(kind, &text, column, ty);
     let int = |bits: u32| -> Result<i64, CqlError> {
-        let Literal::Int(s) = lit else { return Err(bad()) };
+        let Literal::Int(s) = lit else {
+            return Err(bad());
+        };
         let v: i128 = s.parse().map_err(|_| bad())?;
         let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
         if v < min || v > max {
@@ -180,7 +204,11 @@ fn literal(lit: &Literal, ty: &CqlType, column: &str) -> Result<Bytes, CqlError>
         match lit {
             Literal::Int(s) | Literal::Float(s) => s.parse::<f64>().map_err(|_| bad()),
             Literal::NaN => Ok(f64::NAN),
-            Literal::Infinity(neg) => Ok(if *neg { f64::NEG_INFINITY } else { f64::INFINITY }),
+            Literal::Infinity(neg) => Ok(if *neg {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }),
             _ => Err(bad()),
         }
     };
@@ -198,7 +226,9 @@ fn literal(lit: &Literal, ty: &CqlType, column: &str) -> Result<Bytes, CqlError>
         CqlType::Int => (int(32)? as i32).to_be_bytes().to_vec(),
         CqlType::BigInt => int(64)?.to_be_bytes().to_vec(),
         CqlType::Varint => match lit {
-            Literal::Int(s) => BigInt::from_decimal(s).ok_or_else(bad)?.to_twos_complement(),
+            Literal::Int(s) => BigInt::from_decimal(s)
+                .ok_or_else(bad)?
+                .to_twos_complement(),
             _ => return Err(bad()),
         },
         CqlType::Decimal => match lit {
@@ -228,9 +258,10 @@ fn literal(lit: &Literal, ty: &CqlType, column: &str) -> Result<Bytes, CqlError>
             _ => return Err(bad()),
         },
         CqlType::Inet => match lit {
-            Literal::Str(s) => match s.parse::<IpAddr>().map_err(|_| {
-                CqlError::invalid(format!("Unable to make inet address from '{s}'"))
-            })? {
+            Literal::Str(s) => match s
+                .parse::<IpAddr>()
+                .map_err(|_| CqlError::invalid(format!("Unable to make inet address from '{s}'")))?
+            {
                 IpAddr::V4(a) => a.octets().to_vec(),
                 IpAddr::V6(a) => a.octets().to_vec(),
             },
@@ -247,11 +278,7 @@ fn literal(lit: &Literal, ty: &CqlType, column: &str) -> Result<Bytes, CqlError>
             _ => return Err(bad()),
         },
         CqlType::Date => match lit {
-            Literal::Int(s) => s
-                .parse::<u32>()
-                .map_err(|_| bad())?
-                .to_be_bytes()
-                .to_vec(),
+            Literal::Int(s) => s.parse::<u32>().map_err(|_| bad())?.to_be_bytes().to_vec(),
             Literal::Str(s) => {
                 let days = parse_date(s).ok_or_else(|| {
                     CqlError::invalid(format!("Unable to coerce '{s}' to a formatted date"))
@@ -382,7 +409,11 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     } else {
         (rest, 0)
     };
-    let nanos = if time.is_empty() { 0 } else { parse_time(time)? };
+    let nanos = if time.is_empty() {
+        0
+    } else {
+        parse_time(time)?
+    };
     Some(days * 86_400_000 + nanos / 1_000_000 - offset_minutes * 60_000)
 }
 
@@ -441,9 +472,18 @@ mod tests {
     #[test]
     fn parses_timestamps_in_cql_formats() {
         assert_eq!(parse_timestamp("1970-01-01"), Some(0));
-        assert_eq!(parse_timestamp("2011-02-03 04:05:00+0000"), Some(1_296_705_900_000));
-        assert_eq!(parse_timestamp("2011-02-03T04:05:00.123Z"), Some(1_296_705_900_123));
-        assert_eq!(parse_timestamp("2011-02-03 05:05+01:00"), Some(1_296_705_900_000));
+        assert_eq!(
+            parse_timestamp("2011-02-03 04:05:00+0000"),
+            Some(1_296_705_900_000)
+        );
+        assert_eq!(
+            parse_timestamp("2011-02-03T04:05:00.123Z"),
+            Some(1_296_705_900_123)
+        );
+        assert_eq!(
+            parse_timestamp("2011-02-03 05:05+01:00"),
+            Some(1_296_705_900_000)
+        );
         assert_eq!(parse_timestamp("not a date"), None);
     }
 

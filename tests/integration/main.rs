@@ -5,3 +5,4 @@ mod common;
 mod fixture_server;
 mod kafka;
 mod registry;
+mod store;

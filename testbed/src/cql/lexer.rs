@@ -78,7 +78,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, CqlError> {
     while i < chars.len() {
         let c = chars[i];
         let col = i - line_start;
-        let err = |msg: String| CqlError::syntax(format!("line {line}:{col} {msg}"));
+        let at_line = line;
+        let err = move |msg: String| CqlError::syntax(format!("line {at_line}:{col} {msg}"));
         if c == '\n' {
             line += 1;
             i += 1;
@@ -89,7 +90,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, CqlError> {
             i += 1;
             continue;
         }
-        if (c == '-' && chars.get(i + 1) == Some(&'-')) || (c == '/' && chars.get(i + 1) == Some(&'/'))
+        if (c == '-' && chars.get(i + 1) == Some(&'-'))
+            || (c == '/' && chars.get(i + 1) == Some(&'/'))
         {
             while i < chars.len() && chars[i] != '\n' {
                 i += 1;
@@ -182,7 +184,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, CqlError> {
             }
             let hex: String = chars[start..i].iter().collect();
             if hex.len() % 2 != 0 {
-                return Err(err(format!("blob constant 0x{hex} has an odd number of digits")));
+                return Err(err(format!(
+                    "blob constant 0x{hex} has an odd number of digits"
+                )));
             }
             let bytes = (0..hex.len())
                 .step_by(2)
@@ -231,7 +235,11 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, CqlError> {
         } else if c == '?' {
             i += 1;
             Tok::Marker
-        } else if c == ':' && chars.get(i + 1).is_some_and(|n| n.is_alphabetic() || *n == '_') {
+        } else if c == ':'
+            && chars
+                .get(i + 1)
+                .is_some_and(|n| n.is_alphabetic() || *n == '_')
+        {
             i += 1;
             let start = i;
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {

@@ -276,7 +276,9 @@ impl Parser {
         } else if self.accept_kw("with") {
             AlterTable::Options(self.properties()?)
         } else if self.is_kw("alter") {
-            return Err(unsupported("ALTER TABLE ... ALTER (changing a column type)"));
+            return Err(unsupported(
+                "ALTER TABLE ... ALTER (changing a column type)",
+            ));
         } else if self.is_kw("rename") {
             return Err(unsupported("ALTER TABLE ... RENAME"));
         } else {
@@ -375,7 +377,14 @@ impl Parser {
         } else {
             false
         };
-        Ok((ColumnDef { name, ty, is_static }, primary))
+        Ok((
+            ColumnDef {
+                name,
+                ty,
+                is_static,
+            },
+            primary,
+        ))
     }
 
     fn create_table(&mut self) -> Result<Statement, CqlError> {
@@ -743,7 +752,8 @@ impl Parser {
                 self.advance();
                 let selector = match f.as_str() {
                     "count" => {
-                        if !(self.accept_sym("*") || matches!(self.advance(), Tok::Int(n) if n == "1"))
+                        if !(self.accept_sym("*")
+                            || matches!(self.advance(), Tok::Int(n) if n == "1"))
                         {
                             return Err(unsupported("count() of a column (use count(*))"));
                         }

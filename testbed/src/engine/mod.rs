@@ -5,7 +5,7 @@ mod select;
 mod system;
 mod write;
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -57,7 +57,7 @@ pub struct Context<'a> {
     /// The keyspace set by USE (or the keyspace a statement was prepared in).
     pub keyspace: Option<&'a str>,
     /// The address the client reached us on, reported as this node's address.
-    pub local_addr: IpAddr,
+    pub local_addr: SocketAddr,
 }
 
 /// Per-request execution parameters.
@@ -165,9 +165,10 @@ impl Database {
             return Ok(TableRef::System(def));
         }
         let schema = self.read_schema();
-        let ks = schema.keyspaces.get(keyspace).ok_or_else(|| {
-            CqlError::invalid(format!("Keyspace {keyspace} does not exist"))
-        })?;
+        let ks = schema
+            .keyspaces
+            .get(keyspace)
+            .ok_or_else(|| CqlError::invalid(format!("Keyspace {keyspace} does not exist")))?;
         ks.tables
             .get(&name.name)
             .cloned()
@@ -193,20 +194,26 @@ impl Database {
     ) -> Result<Outcome, CqlError> {
         match &parsed.statement {
             Statement::Use(name) => {
-                if system::is_system_keyspace(name) || self.read_schema().keyspaces.contains_key(name) {
+                if system::is_system_keyspace(name)
+                    || self.read_schema().keyspaces.contains_key(name)
+                {
                     Ok(Outcome::SetKeyspace(name.clone()))
                 } else {
-                    Err(CqlError::invalid(format!("Keyspace '{name}' does not exist")))
+                    Err(CqlError::invalid(format!(
+                        "Keyspace '{name}' does not exist"
+                    )))
                 }
             }
             Statement::Select(select) => {
                 let table = self.table(&select.table, ctx)?;
                 self.select(&table, select, ctx, exec).map(Outcome::Rows)
             }
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let default_ts = exec.timestamp;
-                self.write(&[(&parsed.statement, exec.binds)], ctx, default_ts, None)
-            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => self.write(
+                &[(&parsed.statement, exec.binds)],
+                ctx,
+                exec.timestamp,
+                None,
+            ),
             Statement::Batch {
                 kind,
                 using,
@@ -228,7 +235,12 @@ impl Database {
                 }
                 let items: Vec<(&Statement, &[BoundValue])> =
                     statements.iter().map(|s| (s, exec.binds)).collect();
-                self.write(&items, ctx, batch_ts.or(exec.timestamp), batch_ts)
+                self.write(
+                    &items,
+                    ctx,
+                    batch_ts.or(exec.timestamp),
+                    Some(batch_ts.is_some()),
+                )
             }
             _ => self.ddl(&parsed.statement, ctx),
         }
@@ -262,14 +274,20 @@ impl Database {
             .collect::<Result<_, _>>()?;
         let refs: Vec<(&Statement, &[BoundValue])> =
             resolved.iter().map(|(s, b)| (s, *b)).collect();
-        self.write(&refs, ctx, timestamp, None)
+        self.write(&refs, ctx, timestamp, Some(false))
     }
 
     pub fn prepare(&self, parsed: &Parsed, ctx: &Context<'_>) -> Result<PreparedMeta, CqlError> {
         let mut specs: Vec<Option<ColumnSpec>> = vec![None; parsed.marker_names.len()];
         let mut pk_indices = Vec::new();
         let mut result = None;
-        self.collect_bind_specs(&parsed.statement, ctx, &mut specs, &mut pk_indices, &mut result)?;
+        self.collect_bind_specs(
+            &parsed.statement,
+            ctx,
+            &mut specs,
+            &mut pk_indices,
+            &mut result,
+        )?;
         let binds = specs
             .into_iter()
             .enumerate()
@@ -356,7 +374,10 @@ impl Database {
                     })
                 })
                 .collect();
-            found.into_iter().collect::<Option<Vec<u16>>>().unwrap_or_default()
+            found
+                .into_iter()
+                .collect::<Option<Vec<u16>>>()
+                .unwrap_or_default()
         };
         match statement {
             Statement::Select(s) => {
@@ -367,10 +388,19 @@ impl Database {
                     mark(t, &spec_for(def, "[limit]", CqlType::Int), specs);
                 }
                 if let Some(t) = &s.per_partition_limit {
-                    mark(t, &spec_for(def, "[per_partition_limit]", CqlType::Int), specs);
+                    mark(
+                        t,
+                        &spec_for(def, "[per_partition_limit]", CqlType::Int),
+                        specs,
+                    );
                 }
                 *pk_indices = pk_from_relations(def, &s.relations);
-                *result = Some(select::selection(def, s)?.into_iter().map(|o| o.spec).collect());
+                *result = Some(
+                    select::selection(def, s)?
+                        .into_iter()
+                        .map(|o| o.spec)
+                        .collect(),
+                );
             }
             Statement::Insert(ins) => {
                 let table = self.user_table(&ins.table, ctx)?;
@@ -383,10 +413,13 @@ impl Database {
                     .partition_key()
                     .iter()
                     .map(|pk| {
-                        ins.columns.iter().zip(&ins.values).find_map(|(c, v)| match v {
-                            Term::Bind(i) if *c == pk.name => Some(*i as u16),
-                            _ => None,
-                        })
+                        ins.columns
+                            .iter()
+                            .zip(&ins.values)
+                            .find_map(|(c, v)| match v {
+                                Term::Bind(i) if *c == pk.name => Some(*i as u16),
+                                _ => None,
+                            })
                     })
                     .collect();
                 *pk_indices = found.unwrap_or_default();
@@ -553,4 +586,95 @@ fn int_value(term: &Term, name: &str, binds: &[BoundValue]) -> Result<Option<i32
         Resolved::Null => Err(CqlError::invalid(format!("Invalid null value of {name}"))),
         Resolved::Value(_) => Err(CqlError::invalid(format!("Invalid empty value of {name}"))),
     }
+}
+
+/// The values a relation compares against: one for `=` and slices, the list for IN.
+fn relation_values(
+    def: &TableDef,
+    relation: &Relation,
+    binds: &[BoundValue],
+) -> Result<(usize, Vec<Bytes>), CqlError> {
+    let (index, column) = def
+        .column(&relation.column)
+        .ok_or_else(|| CqlError::invalid(format!("Undefined column name {}", relation.column)))?;
+    let single = |term: &Term, ty: &CqlType| -> Result<Bytes, CqlError> {
+        match resolve(term, ty, &relation.column, binds)? {
+            Resolved::Value(v) => Ok(v),
+            Resolved::Null => Err(CqlError::invalid(format!(
+                "Invalid null value in condition for column {}",
+                relation.column
+            ))),
+            Resolved::Unset => Err(CqlError::invalid(format!(
+                "Invalid unset value for column {}",
+                relation.column
+            ))),
+        }
+    };
+    let values = match relation.op {
+        Op::In => match &relation.value {
+            Term::List(items) => items
+                .iter()
+                .map(|t| single(t, &column.ty))
+                .collect::<Result<Vec<_>, _>>()?,
+            term => {
+                let list = single(term, &CqlType::list(column.ty.clone()))?;
+                crate::types::decode_elements(&list, 1)
+                    .map_err(CqlError::Invalid)?
+                    .into_iter()
+                    .filter_map(|mut e| e.pop())
+                    .collect()
+            }
+        },
+        Op::Contains => {
+            let ty = match &column.ty {
+                CqlType::List { element, .. } | CqlType::Set { element, .. } => (**element).clone(),
+                CqlType::Map { value, .. } => (**value).clone(),
+                other => {
+                    return Err(CqlError::invalid(format!(
+                        "Cannot use CONTAINS on non-collection column {} of type {}",
+                        relation.column,
+                        other.cql_name()
+                    )))
+                }
+            };
+            vec![single(&relation.value, &ty)?]
+        }
+        Op::ContainsKey => {
+            let CqlType::Map { key, .. } = &column.ty else {
+                return Err(CqlError::invalid(format!(
+                    "Cannot use CONTAINS KEY on non-map column {}",
+                    relation.column
+                )));
+            };
+            vec![single(&relation.value, key)?]
+        }
+        _ => vec![single(&relation.value, &column.ty)?],
+    };
+    Ok((index, values))
+}
+
+/// Every combination of one value per component (IN lists multiply).
+fn cartesian(components: &[Vec<Bytes>]) -> Vec<Vec<Bytes>> {
+    let mut out: Vec<Vec<Bytes>> = vec![Vec::new()];
+    for values in components {
+        let mut next = Vec::with_capacity(out.len() * values.len());
+        for prefix in &out {
+            for v in values {
+                let mut row = prefix.clone();
+                row.push(v.clone());
+                next.push(row);
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// Where a partition lives: its token and serialized key.
+fn partition_position(key: &[Bytes]) -> Result<(i64, Bytes), CqlError> {
+    let serialized = crate::token::serialize_partition_key(key);
+    if serialized.is_empty() {
+        return Err(CqlError::invalid("Key may not be empty"));
+    }
+    Ok((crate::token::murmur3_token(&serialized), serialized))
 }

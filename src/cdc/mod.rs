@@ -1,0 +1,383 @@
+//! `userstream cdc`: the change log in PostgreSQL → Avro messages on Kafka.
+//!
+//! Each round reads a batch with the transaction watermark ([`crate::store::poll_changes`]),
+//! produces every change (key = user id, value = Avro `User` in the Confluent wire format, a
+//! tombstone for a delete; headers `op`, `source_ts_us`, `source_txid`) with the idempotent
+//! producer, waits until Kafka acknowledged **all** of them, and only then stores the new position.
+//! A crash between produce and commit replays the batch: delivery is at-least-once, and the
+//! processor's timestamped upserts make replays harmless.
+//!
+//! The newest local schema is registered under `<topic>-value` before anything is produced; a
+//! schema the registry refuses (incompatible under the subject's level) stops the stage with the
+//! registry's reason, so nothing is ever produced with an unregistered schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::{EncodeError, Encoder, USER_SCHEMA};
+use crate::config::{KafkaArgs, MetricsArgs, PostgresArgs, SchemaRegistryArgs, TopicArgs};
+use crate::error::Retryable;
+use crate::retry::{retry, Backoff, BackoffPolicy, RetryError};
+use crate::schemas::{value_subject, SchemaError, SchemaRegistryClient};
+use crate::store::{self, Change, Op, Position, StoreError};
+use crate::telemetry::{self, Health};
+
+/// Settings of `userstream cdc`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: SchemaRegistryArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub topic: TopicArgs,
+    #[command(flatten)]
+    pub options: CdcOptions,
+}
+
+/// The poller's own settings (also part of `userstream run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CdcOptions {
+    /// Name of this poller's cursor in PostgreSQL (cdc_cursors); pollers with different names
+    /// each read every change.
+    #[arg(
+        long = "cdc-name",
+        env = "USERSTREAM_CDC_NAME",
+        default_value = "userstream-cdc"
+    )]
+    pub name: String,
+
+    /// Wait between polls when the change log has nothing new.
+    #[arg(
+        long = "cdc-poll-interval",
+        env = "USERSTREAM_CDC_POLL_INTERVAL",
+        default_value = "500ms",
+        value_parser = humantime::parse_duration
+    )]
+    pub poll_interval: Duration,
+
+    /// Most changes read and produced per round.
+    #[arg(
+        long = "cdc-batch-size",
+        env = "USERSTREAM_CDC_BATCH_SIZE",
+        default_value_t = 1000
+    )]
+    pub batch_size: u32,
+
+    /// How often changes every poller has passed are deleted from the change log.
+    #[arg(
+        long = "cdc-prune-every",
+        env = "USERSTREAM_CDC_PRUNE_EVERY",
+        default_value = "1m",
+        value_parser = humantime::parse_duration
+    )]
+    pub prune_every: Duration,
+}
+
+/// Why the CDC stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CdcError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("cannot encode change ({xid}, {seq}) of user {user_id:?}")]
+    Encode {
+        xid: u64,
+        seq: i64,
+        user_id: String,
+        #[source]
+        source: EncodeError,
+    },
+    #[error("the newest local value schema cannot be used for encoding")]
+    LocalSchema(#[source] EncodeError),
+    #[error("Kafka: {operation}")]
+    Kafka {
+        operation: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+}
+
+impl Retryable for CdcError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(error) => error.is_retryable(),
+            Self::Schema(error) => error.is_retryable(),
+            // The producer already retries internally until `message.timeout.ms`; a delivery
+            // that still failed (broker down for that long) may succeed on a later round.
+            Self::Kafka { .. } => true,
+            Self::Encode { .. } | Self::LocalSchema(_) | Self::Telemetry(_) => false,
+        }
+    }
+}
+
+fn kafka(operation: &'static str) -> impl Fn(KafkaError) -> CdcError {
+    move |source| CdcError::Kafka { operation, source }
+}
+
+/// Creates `topic` and `<topic>.dlq` unless they exist.
+pub async fn ensure_topics(kafka_args: &KafkaArgs, topic: &TopicArgs) -> Result<(), CdcError> {
+    let admin: AdminClient<DefaultClientContext> = crate::kafka::producer_config(kafka_args)
+        .create()
+        .map_err(kafka("create the admin client"))?;
+    let dead_letters = crate::kafka::dead_letter_topic(&topic.topic);
+    let topics = [
+        NewTopic::new(
+            &topic.topic,
+            topic.partitions,
+            TopicReplication::Fixed(topic.replication),
+        ),
+        NewTopic::new(
+            &dead_letters,
+            topic.partitions,
+            TopicReplication::Fixed(topic.replication),
+        ),
+    ];
+    let results = admin
+        .create_topics(
+            &topics,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(kafka("create topics"))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                tracing::error!(topic = name, %code, "cannot create topic");
+                return Err(CdcError::Kafka {
+                    operation: "create topics",
+                    source: KafkaError::AdminOp(code),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the poller until `shutdown`; the batch in flight when it comes is finished and committed.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcError> {
+    let health = Health::default();
+    let metrics_server = config.metrics.listen.map(|addr| {
+        tokio::spawn(telemetry::serve_metrics(
+            addr,
+            health.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let policy = BackoffPolicy::default();
+
+    ensure_topics_retrying(&config, policy, &shutdown).await?;
+    let registry = SchemaRegistryClient::new(&config.registry)?;
+    let subject = value_subject(&config.topic.topic);
+    let schema_id = retry("register schema", policy, &shutdown, || {
+        registry.register(&subject, USER_SCHEMA)
+    })
+    .await
+    .map_err(RetryError::into_inner)?;
+    tracing::info!(subject, schema_id, "value schema registered");
+
+    let poller = Poller {
+        encoder: Encoder::new().map_err(CdcError::LocalSchema)?,
+        producer: crate::kafka::producer_config(&config.kafka)
+            .create()
+            .map_err(kafka("create the producer"))?,
+        schema_id,
+        topic: Arc::from(config.topic.topic.as_str()),
+    };
+
+    let mut client = None;
+    let mut position = None;
+    let mut last_prune = tokio::time::Instant::now();
+    let mut backoff = Backoff::new(policy);
+    while !shutdown.is_cancelled() {
+        let round = async {
+            let pg = match client.take() {
+                Some(pg) => pg,
+                None => store::connect(&config.postgres.pg_url).await?,
+            };
+            let result = poller
+                .round(&pg, &config.options, &mut position, &mut last_prune)
+                .await;
+            client = Some(pg).filter(|pg: &Client| !pg.is_closed());
+            result
+        };
+        match round.await {
+            Ok(produced) => {
+                backoff = Backoff::new(policy);
+                health.set_ready(true);
+                if produced > 0 {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(config.options.poll_interval) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            Err(error) if error.is_retryable() => {
+                health.set_ready(false);
+                // The position in PostgreSQL is the truth after a failure: re-read it.
+                position = None;
+                let delay = backoff.next_delay();
+                metrics::counter!("userstream_retries_total", "operation" => "cdc round")
+                    .increment(1);
+                tracing::warn!(%error, retry_in = ?delay, "CDC round failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    poller.producer.flush(Duration::from_secs(10)).ok();
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
+    tracing::info!("CDC stopped");
+    Ok(())
+}
+
+async fn ensure_topics_retrying(
+    config: &Config,
+    policy: BackoffPolicy,
+    shutdown: &CancellationToken,
+) -> Result<(), CdcError> {
+    retry("create topics", policy, shutdown, || {
+        ensure_topics(&config.kafka, &config.topic)
+    })
+    .await
+    .map_err(RetryError::into_inner)
+}
+
+/// What one round needs besides PostgreSQL.
+struct Poller {
+    encoder: Encoder,
+    producer: FutureProducer,
+    schema_id: u32,
+    topic: Arc<str>,
+}
+
+impl Poller {
+    /// Reads one batch, produces it, waits for every acknowledgement, commits the position.
+    /// Returns how many changes were produced.
+    async fn round(
+        &self,
+        pg: &Client,
+        config: &CdcOptions,
+        position: &mut Option<Position>,
+        last_prune: &mut tokio::time::Instant,
+    ) -> Result<usize, CdcError> {
+        let from = match *position {
+            Some(from) => from,
+            None => store::load_position(pg, &config.name).await?,
+        };
+        let poll = store::poll_changes(pg, &from, config.batch_size).await?;
+        let produced = poll.changes.len();
+
+        let deliveries = poll
+            .changes
+            .iter()
+            .map(|change| self.produce(change))
+            .collect::<Result<Vec<_>, _>>()?;
+        try_join_all(deliveries).await?;
+
+        if poll.next != from {
+            store::commit_position(pg, &config.name, &poll.next).await?;
+        }
+        *position = Some(poll.next);
+        metrics::gauge!("userstream_cdc_watermark").set(poll.next.watermark as f64);
+        if let Some(newest) = poll.changes.last() {
+            let lag_us = chrono::Utc::now().timestamp_micros() - newest.source_ts_us;
+            metrics::gauge!("userstream_cdc_lag_seconds").set(lag_us as f64 / 1e6);
+        } else {
+            metrics::gauge!("userstream_cdc_lag_seconds").set(0.0);
+        }
+
+        if last_prune.elapsed() >= config.prune_every {
+            let pruned = store::prune(pg).await?;
+            metrics::counter!("userstream_cdc_pruned_total").increment(pruned);
+            *last_prune = tokio::time::Instant::now();
+        }
+        Ok(produced)
+    }
+
+    /// Hands one change to the producer; the returned future resolves when Kafka acknowledged it.
+    fn produce(
+        &self,
+        change: &Change,
+    ) -> Result<impl std::future::Future<Output = Result<(), CdcError>>, CdcError> {
+        let payload = match (&change.after, change.op) {
+            (_, Op::Delete) | (None, _) => None,
+            (Some(user), _) => Some(self.encoder.encode_message(self.schema_id, user).map_err(
+                |source| CdcError::Encode {
+                    xid: change.xid,
+                    seq: change.seq,
+                    user_id: change.user_id.clone(),
+                    source,
+                },
+            )?),
+        };
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "op",
+                value: Some(change.op.as_str()),
+            })
+            .insert(Header {
+                key: "source_ts_us",
+                value: Some(&change.source_ts_us.to_string()),
+            })
+            .insert(Header {
+                key: "source_txid",
+                value: Some(&change.xid.to_string()),
+            });
+        let mut record = FutureRecord::to(&self.topic)
+            .key(change.user_id.as_bytes())
+            .headers(headers);
+        if let Some(payload) = payload.as_deref() {
+            record = record.payload(payload);
+        }
+        let delivery =
+            self.producer
+                .send_result(record)
+                .map_err(|(source, _)| CdcError::Kafka {
+                    operation: "enqueue a message",
+                    source,
+                })?;
+        let op = change.op.as_str();
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    metrics::counter!("userstream_cdc_changes_produced_total", "op" => op)
+                        .increment(1);
+                    Ok(())
+                }
+                Ok(Err((source, _))) => Err(CdcError::Kafka {
+                    operation: "deliver a message",
+                    source,
+                }),
+                Err(_) => Err(CdcError::Kafka {
+                    operation: "deliver a message",
+                    source: KafkaError::Canceled,
+                }),
+            }
+        })
+    }
+}

@@ -1,0 +1,517 @@
+//! Avro written with any registered writer schema → [`UserRecord`], resolved against the reader
+//! schema (the newest under `schemas/`).
+//!
+//! Resolution is prepared once per writer schema id in [`Decoder::register_writer`]: the writer
+//! schema is parsed and name-resolved, checked against the reader, and turned into a plan saying
+//! which writer field feeds which `UserRecord` field and which fields take the reader's default.
+//! Decoding a message then only reads bytes and follows the plan; re-resolving per message is
+//! the known slow path (apache/avro-rs issue 310).
+//!
+//! The plan matches reader fields to writer fields by name and then by the reader field's
+//! `aliases`, as the Avro specification says. (`apache_avro`'s own `Value::resolve` matches by
+//! name only, so a field renamed through an alias would silently take its default.)
+//!
+//! Two `apache_avro` 0.22 behaviours are guarded against here, each proven by a test:
+//! * a string cut short by the end of the body decodes as `null` instead of failing, so a body
+//!   truncated inside its last string field would otherwise yield a default-filled record;
+//! * bytes left after a complete datum are ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apache_avro::error::CompatibilityError;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{RecordField, ResolvedSchema};
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use ouroboros::self_referencing;
+
+use super::fields::{build_record, promote, schema_for_kind, Field, Kind, Typed, ValueProblem};
+use super::wire::{parse_wire, WireError};
+use super::USER_SCHEMA;
+use crate::error::Retryable;
+use crate::model::UserRecord;
+
+/// One decoded Kafka value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedChange {
+    /// The writer schema's registry id, from the wire-format header.
+    pub schema_id: u32,
+    /// The user, as the reader schema sees it (fields the writer lacked hold the defaults).
+    pub record: UserRecord,
+}
+
+/// Why a Kafka value could not become a [`UserRecord`].
+///
+/// None is retryable: they are all about the bytes or the schemas, which do not change. Fetching
+/// an unknown writer schema is the caller's (retryable) I/O; [`DecodeError::UnknownSchemaId`]
+/// only says that it is needed.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// No writer schema registered under this id yet: fetch it, [`Decoder::register_writer`] it,
+    /// and decode again.
+    #[error("unknown writer schema id {0}")]
+    UnknownSchemaId(u32),
+    /// The body ended before the datum did.
+    #[error("truncated Avro body (schema id {schema_id}) at field `{field}`")]
+    TruncatedBody {
+        schema_id: u32,
+        field: String,
+        #[source]
+        source: Option<apache_avro::Error>,
+    },
+    /// The body is not a datum of the writer schema (bad union index, invalid UTF-8, a length
+    /// beyond the allocation limit, …).
+    #[error("invalid Avro body (schema id {schema_id}){}", at_field(field.as_deref()))]
+    InvalidBody {
+        schema_id: u32,
+        field: Option<String>,
+        #[source]
+        source: apache_avro::Error,
+    },
+    /// A complete datum followed by more bytes: the frame holds something else than one record.
+    #[error("{count} byte(s) after the end of the Avro datum (schema id {schema_id})")]
+    TrailingBytes { schema_id: u32, count: usize },
+    #[error("writer schema {schema_id} does not parse")]
+    InvalidWriterSchema {
+        schema_id: u32,
+        #[source]
+        source: apache_avro::Error,
+    },
+    /// The writer schema cannot be read with the reader schema under the Avro resolution rules.
+    #[error("writer schema {schema_id} is incompatible with the reader schema")]
+    IncompatibleWriter {
+        schema_id: u32,
+        #[source]
+        source: CompatibilityError,
+    },
+    /// A resolution rule the compatibility check let through but the plan cannot follow.
+    #[error("writer schema {schema_id} cannot be resolved: {detail}")]
+    Unresolvable { schema_id: u32, detail: String },
+    /// This id's writer schema was refused earlier; the same refusal, without re-checking.
+    #[error("writer schema {schema_id} was refused")]
+    RefusedWriter {
+        schema_id: u32,
+        #[source]
+        source: Arc<DecodeError>,
+    },
+    /// A well-formed value that cannot be the field it is for.
+    #[error("invalid value of field `{field}` (schema id {schema_id})")]
+    InvalidValue {
+        schema_id: u32,
+        field: &'static str,
+        #[source]
+        problem: ValueProblem,
+    },
+    #[error("invalid reader schema")]
+    InvalidReaderSchema(#[source] apache_avro::Error),
+    /// The reader schema does not describe `UserRecord`.
+    #[error("reader schema field `{field}`: {detail}")]
+    ReaderField { field: String, detail: String },
+}
+
+fn at_field(field: Option<&str>) -> String {
+    field
+        .map(|f| format!(" at field `{f}`"))
+        .unwrap_or_default()
+}
+
+impl DecodeError {
+    /// A short stable name for the dead-letter `error kind` header and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Wire(_) => "wire_format",
+            Self::UnknownSchemaId(_) => "unknown_schema",
+            Self::TruncatedBody { .. } | Self::InvalidBody { .. } | Self::TrailingBytes { .. } => {
+                "avro_body"
+            }
+            Self::InvalidWriterSchema { .. }
+            | Self::IncompatibleWriter { .. }
+            | Self::Unresolvable { .. } => "schema_resolution",
+            Self::RefusedWriter { source, .. } => source.kind(),
+            Self::InvalidValue { .. } => "invalid_value",
+            Self::InvalidReaderSchema(_) | Self::ReaderField { .. } => "reader_schema",
+        }
+    }
+}
+
+impl Retryable for DecodeError {
+    /// Nothing here involves a service. `UnknownSchemaId` is not retryable *as is*: the caller
+    /// must fetch the schema first (that fetch is what may be retried).
+    fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
+/// Decodes wire-format `User` values written with any registered writer schema.
+pub struct Decoder {
+    reader: ReaderSchema,
+    /// The prepared resolution (or the refusal) per writer schema id. Registry ids are immutable,
+    /// so an entry never goes stale.
+    writers: HashMap<u32, Writer>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut ids: Vec<_> = self.writers.keys().collect();
+        ids.sort_unstable();
+        f.debug_struct("Decoder")
+            .field("writer_ids", &ids)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ReaderSchema {
+    schema: Schema,
+    /// The reader's record fields, each tied to the `UserRecord` field it fills.
+    fields: Vec<(Field, RecordField)>,
+}
+
+enum Writer {
+    Ready(Box<Prepared>),
+    Refused(Arc<DecodeError>),
+}
+
+/// The writer schema with its names resolved, ready to read bodies.
+#[self_referencing]
+struct WriterDatum {
+    schema: Schema,
+    #[borrows(schema)]
+    #[covariant]
+    reader: GenericDatumReader<'this>,
+}
+
+/// Everything a message with this writer id needs, computed once.
+struct Prepared {
+    datum: WriterDatum,
+    /// Per writer field, in the writer's order: the `UserRecord` field it feeds (or `None` when
+    /// the reader dropped it) and the writer's schema for it (to tell a null from a cut string).
+    writer_fields: Vec<(Option<Field>, Schema)>,
+    /// Reader fields the writer lacks, with the reader's default already converted.
+    defaults: Vec<(Field, Typed)>,
+}
+
+impl Decoder {
+    /// A decoder reading with the newest schema under `schemas/`.
+    pub fn new() -> Result<Self, DecodeError> {
+        Self::with_reader_schema(USER_SCHEMA)
+    }
+
+    /// A decoder reading with another version of the `User` schema. Every field it declares must
+    /// be a `UserRecord` field of the matching type; `UserRecord` fields it lacks stay empty.
+    pub fn with_reader_schema(schema_json: &str) -> Result<Self, DecodeError> {
+        let schema = Schema::parse_str(schema_json).map_err(DecodeError::InvalidReaderSchema)?;
+        let Schema::Record(record) = &schema else {
+            return Err(DecodeError::ReaderField {
+                field: String::new(),
+                detail: "the reader schema must be a record".to_owned(),
+            });
+        };
+        let mut fields = Vec::with_capacity(record.fields.len());
+        for reader_field in &record.fields {
+            let field =
+                Field::from_name(&reader_field.name).ok_or_else(|| DecodeError::ReaderField {
+                    field: reader_field.name.clone(),
+                    detail: "UserRecord has no such field".to_owned(),
+                })?;
+            if !kind_matches(field.kind(), &reader_field.schema) {
+                return Err(DecodeError::ReaderField {
+                    field: reader_field.name.clone(),
+                    detail: format!("UserRecord needs {}", schema_for_kind(field.kind())),
+                });
+            }
+            fields.push((field, reader_field.clone()));
+        }
+        Ok(Self {
+            reader: ReaderSchema { schema, fields },
+            writers: HashMap::new(),
+        })
+    }
+
+    /// Prepares the resolution of the writer schema registered as `schema_id` (its JSON as the
+    /// registry returns it). A refusal is remembered: later messages with this id fail with
+    /// [`DecodeError::RefusedWriter`] without fetching the schema again. An id already known is
+    /// kept as it is (registry ids never change meaning).
+    pub fn register_writer(
+        &mut self,
+        schema_id: u32,
+        schema_json: &str,
+    ) -> Result<(), DecodeError> {
+        if self.writers.contains_key(&schema_id) {
+            return Ok(());
+        }
+        match self.prepare(schema_id, schema_json) {
+            Ok(prepared) => {
+                self.writers
+                    .insert(schema_id, Writer::Ready(Box::new(prepared)));
+                Ok(())
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                self.writers
+                    .insert(schema_id, Writer::Refused(Arc::clone(&error)));
+                Err(DecodeError::RefusedWriter {
+                    schema_id,
+                    source: error,
+                })
+            }
+        }
+    }
+
+    /// Whether `schema_id` has been registered (prepared or refused).
+    pub fn knows(&self, schema_id: u32) -> bool {
+        self.writers.contains_key(&schema_id)
+    }
+
+    /// How many writer ids are cached (prepared or refused).
+    pub fn cached_writers(&self) -> usize {
+        self.writers.len()
+    }
+
+    /// Decodes one Kafka value (wire-format header + Avro body).
+    pub fn decode(&self, bytes: &[u8]) -> Result<DecodedChange, DecodeError> {
+        let (schema_id, body) = parse_wire(bytes)?;
+        let record = match self.writers.get(&schema_id) {
+            None => return Err(DecodeError::UnknownSchemaId(schema_id)),
+            Some(Writer::Refused(error)) => {
+                return Err(DecodeError::RefusedWriter {
+                    schema_id,
+                    source: Arc::clone(error),
+                })
+            }
+            Some(Writer::Ready(prepared)) => prepared.decode(schema_id, body)?,
+        };
+        Ok(DecodedChange { schema_id, record })
+    }
+
+    /// Decodes a body by resolving the writer schema from scratch, as `from_avro_datum` does for
+    /// every call: the baseline the cached path is measured against (`benches/codec.rs`).
+    #[doc(hidden)]
+    pub fn decode_uncached(
+        &self,
+        schema_id: u32,
+        writer_json: &str,
+        body: &[u8],
+    ) -> Result<UserRecord, DecodeError> {
+        self.prepare(schema_id, writer_json)?
+            .decode(schema_id, body)
+    }
+
+    fn prepare(&self, schema_id: u32, schema_json: &str) -> Result<Prepared, DecodeError> {
+        let schema = Schema::parse_str(schema_json)
+            .map_err(|source| DecodeError::InvalidWriterSchema { schema_id, source })?;
+        SchemaCompatibility::can_read(&schema, &self.reader.schema)
+            .map_err(|source| DecodeError::IncompatibleWriter { schema_id, source })?;
+        let unresolvable = |detail: String| DecodeError::Unresolvable { schema_id, detail };
+        let Schema::Record(writer_record) = &schema else {
+            return Err(unresolvable("the writer schema is not a record".to_owned()));
+        };
+
+        let mut writer_fields: Vec<(Option<Field>, Schema)> = writer_record
+            .fields
+            .iter()
+            .map(|f| (None, f.schema.clone()))
+            .collect();
+        let mut defaults = Vec::new();
+        for (field, reader_field) in &self.reader.fields {
+            let source = writer_record.lookup.get(&reader_field.name).or_else(|| {
+                reader_field
+                    .aliases
+                    .iter()
+                    .find_map(|alias| writer_record.lookup.get(alias))
+            });
+            match (source, &reader_field.default) {
+                (Some(&index), _) => match writer_fields.get_mut(index) {
+                    Some((target, _)) => *target = Some(*field),
+                    None => {
+                        return Err(unresolvable(format!(
+                            "writer field index {index} of `{}` is out of range",
+                            reader_field.name
+                        )))
+                    }
+                },
+                (None, Some(default)) => {
+                    let invalid_default = || {
+                        unresolvable(format!(
+                            "the reader's default for `{}` is not a valid value",
+                            reader_field.name
+                        ))
+                    };
+                    let value = Value::try_from(default.clone()).map_err(|_| invalid_default())?;
+                    let typed = promote(*field, value).map_err(|_| invalid_default())?;
+                    defaults.push((*field, typed));
+                }
+                (None, None) => {
+                    return Err(unresolvable(format!(
+                        "reader field `{}` has no writer field and no default",
+                        reader_field.name
+                    )))
+                }
+            }
+        }
+
+        let datum = WriterDatumTryBuilder {
+            schema,
+            reader_builder: |schema: &Schema| GenericDatumReader::builder(schema).build(),
+        }
+        .try_build()
+        .map_err(|source| DecodeError::InvalidWriterSchema { schema_id, source })?;
+        Ok(Prepared {
+            datum,
+            writer_fields,
+            defaults,
+        })
+    }
+}
+
+impl Prepared {
+    fn decode(&self, schema_id: u32, body: &[u8]) -> Result<UserRecord, DecodeError> {
+        let mut rest = body;
+        let value = self
+            .datum
+            .borrow_reader()
+            .read_value(&mut rest)
+            .map_err(|source| self.body_error(schema_id, body, source))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                schema_id,
+                count: rest.len(),
+            });
+        }
+        let Value::Record(values) = value else {
+            return Err(DecodeError::Unresolvable {
+                schema_id,
+                detail: "the writer datum is not a record".to_owned(),
+            });
+        };
+        if values.len() != self.writer_fields.len() {
+            return Err(DecodeError::Unresolvable {
+                schema_id,
+                detail: format!(
+                    "the datum has {} fields, the writer schema {}",
+                    values.len(),
+                    self.writer_fields.len()
+                ),
+            });
+        }
+
+        let mut typed = Vec::with_capacity(values.len() + self.defaults.len());
+        for ((name, value), (target, writer_schema)) in values.into_iter().zip(&self.writer_fields)
+        {
+            if cut_short(&value, writer_schema) {
+                return Err(DecodeError::TruncatedBody {
+                    schema_id,
+                    field: name,
+                    source: None,
+                });
+            }
+            let value = unwrap_branch(value);
+            if let Some(field) = target {
+                let value =
+                    promote(*field, value).map_err(|problem| DecodeError::InvalidValue {
+                        schema_id,
+                        field: field.name(),
+                        problem,
+                    })?;
+                typed.push((*field, value));
+            }
+        }
+        typed.extend(self.defaults.iter().cloned());
+        build_record(typed).map_err(|(field, problem)| DecodeError::InvalidValue {
+            schema_id,
+            field: field.name(),
+            problem,
+        })
+    }
+
+    /// Names the field where a body that failed to decode went wrong. Only on the error path,
+    /// so it may re-read the body one field at a time.
+    fn body_error(&self, schema_id: u32, body: &[u8], source: apache_avro::Error) -> DecodeError {
+        let field = self.failing_field(body);
+        if is_end_of_input(&source) {
+            DecodeError::TruncatedBody {
+                schema_id,
+                field: field.unwrap_or_else(|| "?".to_owned()),
+                source: Some(source),
+            }
+        } else {
+            DecodeError::InvalidBody {
+                schema_id,
+                field,
+                source,
+            }
+        }
+    }
+
+    fn failing_field(&self, body: &[u8]) -> Option<String> {
+        let root = self.datum.borrow_schema();
+        let Schema::Record(record) = root else {
+            return None;
+        };
+        let names = ResolvedSchema::try_from(root).ok()?;
+        let mut rest = body;
+        for field in &record.fields {
+            let reader = GenericDatumReader::builder(&field.schema)
+                .resolved_writer_schemata(names.clone())
+                .build()
+                .ok()?;
+            match reader.read_value(&mut rest) {
+                Ok(value) if !cut_short(&value, &field.schema) => {}
+                _ => return Some(field.name.clone()),
+            }
+        }
+        None
+    }
+}
+
+/// Whether `apache_avro` handed back a null the writer schema cannot have written here: its sign
+/// of a string cut short by the end of the body.
+fn cut_short(value: &Value, writer_schema: &Schema) -> bool {
+    match (value, writer_schema) {
+        (Value::Union(index, inner), Schema::Union(union)) => {
+            let branch = usize::try_from(*index)
+                .ok()
+                .and_then(|index| union.variants().get(index));
+            matches!(**inner, Value::Null) && !matches!(branch, Some(Schema::Null))
+        }
+        (Value::Null, schema) => !matches!(schema, Schema::Null),
+        _ => false,
+    }
+}
+
+/// The value inside a union branch (the branch itself only matters for [`cut_short`]).
+fn unwrap_branch(value: Value) -> Value {
+    match value {
+        Value::Union(_, inner) => *inner,
+        value => value,
+    }
+}
+
+/// Whether decoding failed because the input ended.
+fn is_end_of_input(error: &apache_avro::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Whether a reader field's schema is the one `UserRecord`'s field type needs.
+fn kind_matches(kind: Kind, schema: &Schema) -> bool {
+    let optional_of = |expected: &Schema| match schema {
+        Schema::Union(union) => union.variants() == [Schema::Null, expected.clone()],
+        _ => false,
+    };
+    match kind {
+        Kind::RequiredString => *schema == Schema::String,
+        Kind::OptionalString => optional_of(&Schema::String),
+        Kind::OptionalDouble => optional_of(&Schema::Double),
+        Kind::OptionalTimestampMicros => optional_of(&Schema::TimestampMicros),
+    }
+}

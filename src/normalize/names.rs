@@ -1,0 +1,262 @@
+//! Title case for personal names and titles.
+//!
+//! The input is already trimmed with whitespace runs collapsed. Words are separated by spaces;
+//! a word's hyphen-separated parts are cased on their own ("jean-luc" → "Jean-Luc").
+//!
+//! * **Particles.** A word after the first that is one of [`PARTICLES`] ("van", "der", "de",
+//!   "da", "dos", "le", …) is written in lower case: "VAN DER BERG" → "Van der Berg", "Francisco
+//!   De Borja" → "Francisco de Borja". The first word is capitalized like any other, because a
+//!   surname stored on its own begins with a capital (the Dutch rule for a surname without a
+//!   given name): "van der berg" → "Van der Berg", "da silva" → "Da Silva". "'t" and "'s" are
+//!   always lower case ("Van 't Zelfde", "Op 't Hof").
+//! * **Capitals.** In each part, the first letter with case is upper case. After an apostrophe
+//!   that follows a lone "O" or "D" the next letter is upper case too ("o'neil" → "O'Neil",
+//!   "d'angelo" → "D'Angelo"); after any other apostrophe it is left as it is ("G'oydich", a
+//!   Latin transliteration where the apostrophe is part of the letter).
+//! * **The rest.** If the other letters of a part are all lower case or all upper case they are
+//!   written in lower case ("MCDONALD" → "Mcdonald"); if they mix cases they were cased
+//!   deliberately and are kept ("McDonald", "DeShawn").
+//! * **Scripts without case** (Persian in Arabic script) have nothing to change and are kept.
+//! * **Turkish** (`nat` TR): dotted and dotless i follow Turkish rules ("irem" → "İrem",
+//!   "ILICALI" → "Ilıcalı").
+//! * A letter whose upper case is more than one character ('ß', some Greek) is left as it is,
+//!   and the Latin digraphs 'ǆ', 'ǉ', 'ǌ', 'ǳ' take their title-case forms ('ǅ', …).
+//!
+//! The rules are idempotent: cased output is either all-lower-after-the-capital or mixed, both of
+//! which a second pass keeps.
+
+/// Lower-case words that join parts of a name, written in lower case after the first word.
+pub const PARTICLES: &[&str] = &[
+    "da", "das", "de", "del", "della", "den", "der", "di", "do", "dos", "du", "la", "le", "op",
+    "te", "ten", "ter", "van", "von", "zu", "zum", "zur",
+];
+
+/// Dutch contracted articles, lower case wherever they stand.
+const ALWAYS_LOWER: &[&str] = &["'t", "'s", "\u{2019}t", "\u{2019}s"];
+
+/// Casing conventions that depend on the language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Casing {
+    /// Turkish/Azerbaijani dotted and dotless i.
+    pub turkic: bool,
+}
+
+/// Title-cases a whole name (see the module documentation).
+pub fn title_case(name: &str, casing: Casing) -> String {
+    name.split(' ')
+        .enumerate()
+        .map(|(position, word)| {
+            let lower = lowercase(word, casing);
+            if ALWAYS_LOWER.contains(&lower.as_str())
+                || (position > 0 && PARTICLES.contains(&lower.as_str()))
+            {
+                lower
+            } else {
+                word.split('-')
+                    .map(|part| title_case_part(part, casing))
+                    .collect::<Vec<_>>()
+                    .join("-")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_apostrophe(c: char) -> bool {
+    matches!(c, '\'' | '\u{2019}' | '\u{02BC}')
+}
+
+/// A character that case mapping changes (title-case letters such as 'ǅ' and 'ᾈ' included).
+fn is_cased(c: char) -> bool {
+    c.is_uppercase()
+        || c.is_lowercase()
+        || c.to_lowercase().ne(std::iter::once(c))
+        || c.to_uppercase().ne(std::iter::once(c))
+}
+
+/// One hyphen-free part of a word.
+fn title_case_part(part: &str, casing: Casing) -> String {
+    let chars: Vec<char> = part.chars().collect();
+    let mut forced = vec![false; chars.len()];
+    if let Some(first) = chars.iter().position(|&c| is_cased(c)) {
+        forced[first] = true;
+    }
+    // "O'Neil", "D'Angelo": a lone O or D, an apostrophe, then a letter.
+    if chars.len() > 2
+        && matches!(chars[0], 'o' | 'O' | 'd' | 'D')
+        && is_apostrophe(chars[1])
+        && is_cased(chars[2])
+    {
+        forced[2] = true;
+    }
+    let rest = chars
+        .iter()
+        .zip(&forced)
+        .filter(|&(_, &forced)| !forced)
+        .map(|(&c, _)| c);
+    let has_upper = rest.clone().any(char::is_uppercase);
+    let has_lower = rest.clone().any(char::is_lowercase);
+    let lower_rest = !(has_upper && has_lower);
+
+    let mut out = String::with_capacity(part.len());
+    for (&c, &forced) in chars.iter().zip(&forced) {
+        if forced {
+            push_title(&mut out, c, casing);
+        } else if lower_rest {
+            push_lower(&mut out, c, casing);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn push_title(out: &mut String, c: char, casing: Casing) {
+    if let Some(title) = titlecase_digraph(c) {
+        out.push(title);
+        return;
+    }
+    if casing.turkic && c == 'i' {
+        out.push('İ');
+        return;
+    }
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(single), None) => out.push(single),
+        // No single-character capital: leave the letter as it is rather than change its length.
+        _ => out.push(c),
+    }
+}
+
+fn push_lower(out: &mut String, c: char, casing: Casing) {
+    match c {
+        'I' if casing.turkic => out.push('ı'),
+        'İ' if casing.turkic => out.push('i'),
+        _ => out.extend(c.to_lowercase()),
+    }
+}
+
+fn lowercase(text: &str, casing: Casing) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        push_lower(&mut out, c, casing);
+    }
+    out
+}
+
+/// The title-case form of the Latin digraph letters (DŽ, LJ, NJ, DZ), which is neither their
+/// upper- nor their lower-case form.
+fn titlecase_digraph(c: char) -> Option<char> {
+    match c {
+        '\u{01C4}'..='\u{01C6}' => Some('\u{01C5}'),
+        '\u{01C7}'..='\u{01C9}' => Some('\u{01C8}'),
+        '\u{01CA}'..='\u{01CC}' => Some('\u{01CB}'),
+        '\u{01F1}'..='\u{01F3}' => Some('\u{01F2}'),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: Casing = Casing { turkic: false };
+    const TURKISH: Casing = Casing { turkic: true };
+
+    fn tc(name: &str) -> String {
+        title_case(name, PLAIN)
+    }
+
+    #[test]
+    fn lower_and_upper_case_words_become_title_case() {
+        assert_eq!(tc("nevaeh"), "Nevaeh");
+        assert_eq!(tc("PETERSON"), "Peterson");
+        assert_eq!(tc("lévesque"), "Lévesque");
+        assert_eq!(tc("ÉLODIE"), "Élodie");
+    }
+
+    #[test]
+    fn hyphenated_parts_are_cased_separately() {
+        assert_eq!(tc("jean-luc"), "Jean-Luc");
+        assert_eq!(tc("Horst-Günter"), "Horst-Günter");
+        assert_eq!(tc("hans-helmut"), "Hans-Helmut");
+    }
+
+    #[test]
+    fn irish_and_norman_apostrophes_capitalize_the_next_letter() {
+        assert_eq!(tc("o'neil"), "O'Neil");
+        assert_eq!(tc("O'NEIL"), "O'Neil");
+        assert_eq!(tc("O'neil"), "O'Neil");
+        assert_eq!(tc("d'angelo"), "D'Angelo");
+        assert_eq!(tc("o\u{2019}brien"), "O\u{2019}Brien");
+    }
+
+    #[test]
+    fn other_apostrophes_leave_the_next_letter_alone() {
+        // A UA transliteration from the fixtures (v1.4, undescoreF).
+        assert_eq!(tc("G'oydich"), "G'oydich");
+        assert_eq!(tc("g'oydich"), "G'oydich");
+    }
+
+    #[test]
+    fn particles_after_the_first_word_are_lower_case() {
+        assert_eq!(tc("van der berg"), "Van der Berg");
+        assert_eq!(tc("VAN DER BERG"), "Van der Berg");
+        assert_eq!(tc("Van der Klis"), "Van der Klis");
+        assert_eq!(tc("de la Crúz"), "De la Crúz");
+        assert_eq!(tc("da Conceição"), "Da Conceição");
+        assert_eq!(tc("das neves"), "Das Neves");
+        assert_eq!(tc("Francisco De Borja"), "Francisco de Borja");
+        assert_eq!(tc("Le Gall"), "Le Gall");
+    }
+
+    #[test]
+    fn dutch_contractions_stay_lower_case_everywhere() {
+        assert_eq!(tc("Van 't Zelfde"), "Van 't Zelfde");
+        assert_eq!(tc("op 't hof"), "Op 't Hof");
+        assert_eq!(tc("'t hart"), "'t Hart");
+    }
+
+    #[test]
+    fn deliberate_inner_capitals_are_kept() {
+        assert_eq!(tc("McDonald"), "McDonald");
+        assert_eq!(tc("mcdonald"), "Mcdonald");
+        assert_eq!(tc("deShawn"), "DeShawn");
+    }
+
+    #[test]
+    fn scripts_without_case_are_unchanged() {
+        assert_eq!(tc("سلطانی نژاد"), "سلطانی نژاد");
+        assert_eq!(tc("علی رضا"), "علی رضا");
+        // A zero-width non-joiner inside a Persian name is not a word break.
+        assert_eq!(tc("مهر\u{200C}آفرین"), "مهر\u{200C}آفرین");
+    }
+
+    #[test]
+    fn turkish_i_follows_turkish_rules() {
+        assert_eq!(title_case("irem", TURKISH), "İrem");
+        assert_eq!(title_case("ILICALI", TURKISH), "Ilıcalı");
+        assert_eq!(title_case("İLKER", TURKISH), "İlker");
+        assert_eq!(title_case("irem", PLAIN), "Irem");
+    }
+
+    #[test]
+    fn letters_without_a_single_capital_and_digraphs() {
+        assert_eq!(tc("ßa"), "ßa");
+        assert_eq!(tc("ǆuro"), "ǅuro");
+        assert_eq!(tc("ǄURO"), "ǅuro");
+    }
+
+    #[test]
+    fn titles() {
+        assert_eq!(tc("mademoiselle"), "Mademoiselle");
+        assert_eq!(tc("Mrs"), "Mrs");
+        assert_eq!(tc("MS"), "Ms");
+    }
+
+    #[test]
+    fn a_question_mark_the_api_sent_is_kept() {
+        // "Mar?a Elena" is in the fixtures as sent (an encoding loss at the source).
+        assert_eq!(tc("Mar?a Elena"), "Mar?a Elena");
+    }
+}

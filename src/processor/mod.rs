@@ -1,0 +1,371 @@
+//! `userstream process`: Kafka → decode → normalize → Cassandra.
+//!
+//! The consumer loop reads each message, turns it into a piece of [`Work`] — an upsert, a
+//! delete, or a dead letter saying why the message is unusable — and hands it to one of
+//! `--write-lanes` lanes chosen by the message key. A lane runs its work in order, so versions of
+//! one user are never written concurrently, while different users are written in parallel.
+//!
+//! Delivery contract:
+//! * An offset is stored only after its write (or its dead-letter produce) succeeded, and only
+//!   once every earlier offset of its partition has too ([`offsets::OffsetTracker`]); the stored
+//!   offsets are committed in the background and synchronously at shutdown.
+//! * Poison messages (undecodable, unknown or incompatible schema, invalid values, missing key or
+//!   headers) go to `<topic>.dlq` with headers naming the error kind, the message and the original
+//!   topic/partition/offset, and the processor moves on.
+//! * Transient failures (Cassandra, the registry, the broker) are retried with backoff, forever,
+//!   and never dead-lettered; nothing past them is committed.
+
+pub mod offsets;
+mod work;
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::Decoder;
+use crate::config::{CassandraArgs, KafkaArgs, MetricsArgs, SchemaRegistryArgs, TopicArgs};
+use crate::error::Retryable;
+use crate::retry::{retry, BackoffPolicy, RetryError};
+use crate::schemas::SchemaRegistryClient;
+use crate::sink::{self, CassandraSink, SinkError};
+use crate::telemetry::{self, Health};
+
+use offsets::OffsetTracker;
+pub use work::{DeadLetter, Work};
+
+/// Settings of `userstream process`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub registry: SchemaRegistryArgs,
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+    #[command(flatten)]
+    pub topic: TopicArgs,
+    #[command(flatten)]
+    pub options: ProcessOptions,
+}
+
+/// The processor's own settings (also part of `userstream run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessOptions {
+    /// Kafka consumer group of the processors; instances in one group share the partitions.
+    #[arg(
+        long = "group-id",
+        env = "USERSTREAM_GROUP_ID",
+        default_value = "userstream-processor"
+    )]
+    pub group_id: String,
+
+    /// Users written concurrently: messages are spread over this many ordered lanes by key.
+    #[arg(
+        long = "write-lanes",
+        env = "USERSTREAM_WRITE_LANES",
+        default_value_t = 64
+    )]
+    pub write_lanes: usize,
+
+    /// Messages each lane may hold waiting (the consumer pauses when a lane is full).
+    #[arg(
+        long = "lane-capacity",
+        env = "USERSTREAM_LANE_CAPACITY",
+        default_value_t = 16
+    )]
+    pub lane_capacity: usize,
+
+    /// How long shutdown waits for in-flight writes before committing what was written.
+    #[arg(
+        long = "drain-timeout",
+        env = "USERSTREAM_DRAIN_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
+    pub drain_timeout: Duration,
+}
+
+/// Why the processor stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Schema(#[from] crate::schemas::SchemaError),
+    #[error("the reader schema is unusable")]
+    ReaderSchema(#[source] crate::codec::DecodeError),
+    #[error("Kafka: {operation}")]
+    Kafka {
+        operation: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
+}
+
+impl Retryable for ProcessError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            Self::Sink(error) => error.is_retryable(),
+            Self::Schema(error) => error.is_retryable(),
+            Self::Kafka { .. } => true,
+            Self::ReaderSchema(_) | Self::Telemetry(_) => false,
+        }
+    }
+}
+
+fn kafka(operation: &'static str) -> impl Fn(KafkaError) -> ProcessError {
+    move |source| ProcessError::Kafka { operation, source }
+}
+
+/// Publishes librdkafka's own view of the consumer lag.
+pub struct LagContext;
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+            .map(|partition| partition.consumer_lag)
+            .sum();
+        metrics::gauge!("userstream_processor_consumer_lag").set(lag as f64);
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+type LagConsumer = StreamConsumer<LagContext>;
+
+/// Everything a lane needs to carry out work and release offsets.
+struct Lanes {
+    sink: CassandraSink,
+    dead_letters: FutureProducer,
+    dead_letter_topic: String,
+    consumer: Arc<LagConsumer>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    topic: String,
+    policy: BackoffPolicy,
+}
+
+/// Runs the processor until `shutdown`, then drains and commits.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ProcessError> {
+    let health = Health::default();
+    if let Some(addr) = config.metrics.listen {
+        tokio::spawn(telemetry::serve_metrics(
+            addr,
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let policy = BackoffPolicy::default();
+    let sink = connect_sink(&config.cassandra, policy, &shutdown).await?;
+    let processor = Processor::new(&config, sink, policy)?;
+    health.set_ready(true);
+    processor.run(shutdown).await
+}
+
+async fn connect_sink(
+    cassandra: &CassandraArgs,
+    policy: BackoffPolicy,
+    shutdown: &CancellationToken,
+) -> Result<CassandraSink, ProcessError> {
+    let sink = retry("connect to Cassandra", policy, shutdown, || async {
+        let session = Arc::new(sink::connect(cassandra).await?);
+        CassandraSink::prepare(session, &cassandra.keyspace).await
+    })
+    .await
+    .map_err(RetryError::into_inner)?;
+    Ok(sink)
+}
+
+/// A processor with its clients; [`Processor::run`] consumes until shutdown.
+pub struct Processor {
+    consumer: Arc<LagConsumer>,
+    decoder: Decoder,
+    registry: SchemaRegistryClient,
+    lanes: Arc<Lanes>,
+    write_lanes: usize,
+    lane_capacity: usize,
+    drain_timeout: Duration,
+}
+
+impl Processor {
+    pub fn new(
+        config: &Config,
+        sink: CassandraSink,
+        policy: BackoffPolicy,
+    ) -> Result<Self, ProcessError> {
+        let mut consumer_config =
+            crate::kafka::consumer_config(&config.kafka, &config.options.group_id);
+        if consumer_config.get("statistics.interval.ms").is_none() {
+            consumer_config.set("statistics.interval.ms", "5000");
+        }
+        let consumer: LagConsumer = consumer_config
+            .create_with_context(LagContext)
+            .map_err(kafka("create the consumer"))?;
+        consumer
+            .subscribe(&[&config.topic.topic])
+            .map_err(kafka("subscribe"))?;
+        let consumer = Arc::new(consumer);
+        let dead_letters: FutureProducer = crate::kafka::producer_config(&config.kafka)
+            .create()
+            .map_err(kafka("create the dead-letter producer"))?;
+        Ok(Self {
+            consumer: Arc::clone(&consumer),
+            decoder: Decoder::new().map_err(ProcessError::ReaderSchema)?,
+            registry: SchemaRegistryClient::new(&config.registry)?,
+            lanes: Arc::new(Lanes {
+                sink,
+                dead_letters,
+                dead_letter_topic: crate::kafka::dead_letter_topic(&config.topic.topic),
+                consumer,
+                tracker: Arc::default(),
+                topic: config.topic.topic.clone(),
+                policy,
+            }),
+            write_lanes: config.options.write_lanes.max(1),
+            lane_capacity: config.options.lane_capacity.max(1),
+            drain_timeout: config.options.drain_timeout,
+        })
+    }
+
+    /// Consumes until `shutdown`; then lets the lanes finish (up to the drain time-out) and
+    /// commits every stored offset.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProcessError> {
+        let mut lanes = JoinSet::new();
+        let senders: Vec<mpsc::Sender<Work>> = (0..self.write_lanes)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel(self.lane_capacity);
+                lanes.spawn(lane(Arc::clone(&self.lanes), receiver, shutdown.clone()));
+                sender
+            })
+            .collect();
+
+        let result = self.consume(&senders, &shutdown).await;
+        drop(senders);
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while lanes.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                in_flight = self
+                    .lanes
+                    .tracker
+                    .lock()
+                    .map(|t| t.in_flight())
+                    .unwrap_or(0),
+                "drain time-out: unwritten messages stay uncommitted and will be consumed again"
+            );
+            lanes.abort_all();
+        }
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(())
+            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "final offset commit failed"),
+        }
+        tracing::info!("processor stopped");
+        result
+    }
+
+    async fn consume(
+        &mut self,
+        senders: &[mpsc::Sender<Work>],
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessError> {
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message.detach(),
+                Err(error) => {
+                    tracing::warn!(%error, "consumer error");
+                    continue;
+                }
+            };
+            metrics::counter!("userstream_processor_records_in_total").increment(1);
+            let work = work::classify(
+                message,
+                &mut self.decoder,
+                &self.registry,
+                self.lanes.policy,
+                shutdown,
+            )
+            .await;
+            let Some(work) = work else {
+                // Shutdown came while the writer schema was being fetched: this message stays
+                // uncommitted and is consumed again after the restart.
+                return Ok(());
+            };
+            self.lanes
+                .tracker
+                .lock()
+                .expect("offset tracker lock")
+                .begin(work.partition(), work.offset());
+            let lane = lane_of(work.lane_key(), senders.len());
+            if senders[lane].send(work).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn lane_of(key: &[u8], lanes: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % lanes as u64) as usize
+}
+
+/// Carries out one lane's work in order, retrying transient failures until shutdown.
+async fn lane(lanes: Arc<Lanes>, mut receiver: mpsc::Receiver<Work>, shutdown: CancellationToken) {
+    while let Some(work) = receiver.recv().await {
+        let (partition, offset) = (work.partition(), work.offset());
+        let done = retry("process message", lanes.policy, &shutdown, || {
+            work.execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
+        })
+        .await;
+        match done {
+            Ok(()) => {
+                let ready = lanes
+                    .tracker
+                    .lock()
+                    .expect("offset tracker lock")
+                    .finish(partition, offset);
+                if let Some(ready) = ready {
+                    if let Err(error) = lanes.consumer.store_offset(&lanes.topic, partition, ready)
+                    {
+                        // The partition was revoked by a rebalance: its new owner resumes from
+                        // the last commit, so this message may be processed again — harmless.
+                        tracing::debug!(%error, partition, offset = ready, "offset not stored");
+                    }
+                }
+            }
+            Err(RetryError::Cancelled(error)) => {
+                tracing::warn!(%error, partition, offset, "shutdown during retries; left uncommitted");
+                return;
+            }
+            Err(RetryError::Permanent(error)) => {
+                // Only a bug (an invalid statement) gets here; committing past it would lose the
+                // message, so the lane stops and the message is consumed again after a restart.
+                tracing::error!(%error, partition, offset, "permanent write failure; lane stopped");
+                return;
+            }
+        }
+    }
+}
