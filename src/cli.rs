@@ -12,6 +12,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the PostgreSQL and Cassandra schemas (idempotent; safe while the pipeline runs).
@@ -28,4 +30,16 @@ pub enum Command {
     Registry(crate::registry::Config),
     /// Serve captured randomuser.me responses at /api/, for offline use and the fetcher's tests.
     FixtureServer(crate::fixture_server::Config),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_subcommand_has_a_consistent_definition() {
+        Cli::command().debug_assert();
+    }
 }

@@ -72,6 +72,16 @@ pub struct KafkaArgs {
         value_delimiter = ','
     )]
     pub librdkafka_options: Vec<(String, String)>,
+
+    /// Like --kafka-option, for the consumer only (e.g. session.timeout.ms, which producers
+    /// would warn about).
+    #[arg(
+        long = "kafka-consumer-option",
+        env = "USERSTREAM_KAFKA_CONSUMER_OPTIONS",
+        value_parser = parse_key_value,
+        value_delimiter = ','
+    )]
+    pub consumer_options: Vec<(String, String)>,
 }
 
 impl KafkaArgs {
@@ -106,7 +116,7 @@ pub struct TopicArgs {
         env = "USERSTREAM_TOPIC_REPLICATION",
         default_value_t = 1
     )]
-    pub replication: i32,
+    pub replication_factor: i32,
 }
 
 /// Where the Confluent-compatible Schema Registry is.
@@ -147,7 +157,7 @@ pub struct CassandraArgs {
         env = "USERSTREAM_CASSANDRA_REPLICATION",
         default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
     )]
-    pub replication: String,
+    pub keyspace_replication: String,
 }
 
 /// Where a stage serves `/metrics` (Prometheus text) and `/healthz`.

@@ -37,7 +37,11 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
-    overlay(config, args)
+    let mut config = overlay(config, args);
+    for (key, value) in &args.consumer_options {
+        config.set(key, value);
+    }
+    config
 }
 
 fn overlay(mut config: ClientConfig, args: &KafkaArgs) -> ClientConfig {
@@ -58,6 +62,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            consumer_options: vec![("session.timeout.ms".to_owned(), "6000".to_owned())],
         }
     }
 
@@ -78,5 +83,7 @@ mod tests {
         assert_eq!(config.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(config.get("group.id"), Some("g"));
         assert_eq!(config.get("security.protocol"), Some("SSL"));
+        assert_eq!(config.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(producer_config(&args(&[])).get("session.timeout.ms"), None);
     }
 }

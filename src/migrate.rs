@@ -54,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Migr
         sink::migrate(
             &session,
             &config.cassandra.keyspace,
-            &config.cassandra.replication,
+            &config.cassandra.keyspace_replication,
         )
         .await
     })

@@ -73,7 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         metrics: no_metrics.clone(),
         options: config.fetch.clone(),
     };
-    stages.spawn(fetcher::run(fetch, shutdown.clone()).map_into());
+    stages.spawn(stage(fetcher::run(fetch, shutdown.clone())));
     let cdc = cdc::Config {
         postgres: config.postgres.clone(),
         kafka: config.kafka.clone(),
@@ -82,7 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         topic: config.topic.clone(),
         options: config.cdc.clone(),
     };
-    stages.spawn(cdc::run(cdc, shutdown.clone()).map_into());
+    stages.spawn(stage(cdc::run(cdc, shutdown.clone())));
     let process = processor::Config {
         kafka: config.kafka,
         registry: config.registry,
@@ -91,7 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         topic: config.topic,
         options: config.process,
     };
-    stages.spawn(processor::run(process, shutdown.clone()).map_into());
+    stages.spawn(stage(processor::run(process, shutdown.clone())));
     health.set_ready(true);
 
     let mut first_error = None;
@@ -106,17 +106,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     first_error.map_or(Ok(()), Err)
 }
 
-/// Turns a stage's own error into [`RunError`] so that the stages can share one `JoinSet`.
-trait MapInto<E> {
-    fn map_into(self) -> impl std::future::Future<Output = Result<(), RunError>> + Send;
-}
-
-impl<F, E> MapInto<E> for F
-where
-    F: std::future::Future<Output = Result<(), E>> + Send,
-    E: Into<RunError>,
-{
-    fn map_into(self) -> impl std::future::Future<Output = Result<(), RunError>> + Send {
-        async move { self.await.map_err(Into::into) }
-    }
+/// A stage's future with its own error turned into [`RunError`], so the stages share a `JoinSet`.
+async fn stage<E: Into<RunError>>(
+    future: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), RunError> {
+    future.await.map_err(Into::into)
 }

@@ -141,12 +141,12 @@ pub async fn ensure_topics(kafka_args: &KafkaArgs, topic: &TopicArgs) -> Result<
         NewTopic::new(
             &topic.topic,
             topic.partitions,
-            TopicReplication::Fixed(topic.replication),
+            TopicReplication::Fixed(topic.replication_factor),
         ),
         NewTopic::new(
             &dead_letters,
             topic.partitions,
-            TopicReplication::Fixed(topic.replication),
+            TopicReplication::Fixed(topic.replication_factor),
         ),
     ];
     let results = admin

@@ -12,8 +12,10 @@
 //! name only, so a field renamed through an alias would silently take its default.)
 //!
 //! Two `apache_avro` 0.22 behaviours are guarded against here, each proven by a test:
-//! * a string cut short by the end of the body decodes as `null` instead of failing, so a body
-//!   truncated inside its last string field would otherwise yield a default-filled record;
+//! * the end of the input where a union index or a string should be decodes as `null` instead of
+//!   failing, so a body cut at a field boundary or inside a string would otherwise become a
+//!   record whose remaining optional fields are silently null. The body is read through
+//!   [`EndTracking`], and any attempt to read past its end is a truncation;
 //! * bytes left after a complete datum are ignored.
 
 use std::collections::HashMap;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use apache_avro::error::CompatibilityError;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema::{RecordField, ResolvedSchema};
-use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use ouroboros::self_referencing;
@@ -88,6 +90,10 @@ pub enum DecodeError {
         #[source]
         source: CompatibilityError,
     },
+    /// Only some values of the writer schema can be read (a union branch or an enum symbol the
+    /// reader lacks); the registry's BACKWARD check refuses such a schema too.
+    #[error("writer schema {schema_id} has values the reader schema cannot read (a union branch or enum symbol it lacks)")]
+    PartlyCompatibleWriter { schema_id: u32 },
     /// A resolution rule the compatibility check let through but the plan cannot follow.
     #[error("writer schema {schema_id} cannot be resolved: {detail}")]
     Unresolvable { schema_id: u32, detail: String },
@@ -130,6 +136,7 @@ impl DecodeError {
             }
             Self::InvalidWriterSchema { .. }
             | Self::IncompatibleWriter { .. }
+            | Self::PartlyCompatibleWriter { .. }
             | Self::Unresolvable { .. } => "schema_resolution",
             Self::RefusedWriter { source, .. } => source.kind(),
             Self::InvalidValue { .. } => "invalid_value",
@@ -187,9 +194,9 @@ struct WriterDatum {
 /// Everything a message with this writer id needs, computed once.
 struct Prepared {
     datum: WriterDatum,
-    /// Per writer field, in the writer's order: the `UserRecord` field it feeds (or `None` when
-    /// the reader dropped it) and the writer's schema for it (to tell a null from a cut string).
-    writer_fields: Vec<(Option<Field>, Schema)>,
+    /// Per writer field, in the writer's order: the `UserRecord` field it feeds, or `None` when
+    /// the reader dropped it.
+    writer_fields: Vec<Option<Field>>,
     /// Reader fields the writer lacks, with the reader's default already converted.
     defaults: Vec<(Field, Typed)>,
 }
@@ -287,34 +294,22 @@ impl Decoder {
         Ok(DecodedChange { schema_id, record })
     }
 
-    /// Decodes a body by resolving the writer schema from scratch, as `from_avro_datum` does for
-    /// every call: the baseline the cached path is measured against (`benches/codec.rs`).
-    #[doc(hidden)]
-    pub fn decode_uncached(
-        &self,
-        schema_id: u32,
-        writer_json: &str,
-        body: &[u8],
-    ) -> Result<UserRecord, DecodeError> {
-        self.prepare(schema_id, writer_json)?
-            .decode(schema_id, body)
-    }
-
     fn prepare(&self, schema_id: u32, schema_json: &str) -> Result<Prepared, DecodeError> {
         let schema = Schema::parse_str(schema_json)
             .map_err(|source| DecodeError::InvalidWriterSchema { schema_id, source })?;
-        SchemaCompatibility::can_read(&schema, &self.reader.schema)
-            .map_err(|source| DecodeError::IncompatibleWriter { schema_id, source })?;
+        match SchemaCompatibility::can_read(&schema, &self.reader.schema) {
+            Ok(Compatibility::Full) => {}
+            Ok(Compatibility::Partial) => {
+                return Err(DecodeError::PartlyCompatibleWriter { schema_id })
+            }
+            Err(source) => return Err(DecodeError::IncompatibleWriter { schema_id, source }),
+        }
         let unresolvable = |detail: String| DecodeError::Unresolvable { schema_id, detail };
         let Schema::Record(writer_record) = &schema else {
             return Err(unresolvable("the writer schema is not a record".to_owned()));
         };
 
-        let mut writer_fields: Vec<(Option<Field>, Schema)> = writer_record
-            .fields
-            .iter()
-            .map(|f| (None, f.schema.clone()))
-            .collect();
+        let mut writer_fields: Vec<Option<Field>> = vec![None; writer_record.fields.len()];
         let mut defaults = Vec::new();
         for (field, reader_field) in &self.reader.fields {
             let source = writer_record.lookup.get(&reader_field.name).or_else(|| {
@@ -325,7 +320,7 @@ impl Decoder {
             });
             match (source, &reader_field.default) {
                 (Some(&index), _) => match writer_fields.get_mut(index) {
-                    Some((target, _)) => *target = Some(*field),
+                    Some(target) => *target = Some(*field),
                     None => {
                         return Err(unresolvable(format!(
                             "writer field index {index} of `{}` is out of range",
@@ -369,16 +364,24 @@ impl Decoder {
 
 impl Prepared {
     fn decode(&self, schema_id: u32, body: &[u8]) -> Result<UserRecord, DecodeError> {
-        let mut rest = body;
-        let value = self
-            .datum
-            .borrow_reader()
-            .read_value(&mut rest)
-            .map_err(|source| self.body_error(schema_id, body, source))?;
-        if !rest.is_empty() {
+        let mut input = EndTracking::new(body);
+        let read = self.datum.borrow_reader().read_value(&mut input);
+        if input.overran {
+            return Err(DecodeError::TruncatedBody {
+                schema_id,
+                field: self.failing_field(body).unwrap_or_else(|| "?".to_owned()),
+                source: read.err(),
+            });
+        }
+        let value = read.map_err(|source| DecodeError::InvalidBody {
+            schema_id,
+            field: self.failing_field(body),
+            source,
+        })?;
+        if !input.rest.is_empty() {
             return Err(DecodeError::TrailingBytes {
                 schema_id,
-                count: rest.len(),
+                count: input.rest.len(),
             });
         }
         let Value::Record(values) = value else {
@@ -399,17 +402,9 @@ impl Prepared {
         }
 
         let mut typed = Vec::with_capacity(values.len() + self.defaults.len());
-        for ((name, value), (target, writer_schema)) in values.into_iter().zip(&self.writer_fields)
-        {
-            if cut_short(&value, writer_schema) {
-                return Err(DecodeError::TruncatedBody {
-                    schema_id,
-                    field: name,
-                    source: None,
-                });
-            }
-            let value = unwrap_branch(value);
+        for ((_, value), target) in values.into_iter().zip(&self.writer_fields) {
             if let Some(field) = target {
+                let value = unwrap_branch(value);
                 let value =
                     promote(*field, value).map_err(|problem| DecodeError::InvalidValue {
                         schema_id,
@@ -429,77 +424,58 @@ impl Prepared {
 
     /// Names the field where a body that failed to decode went wrong. Only on the error path,
     /// so it may re-read the body one field at a time.
-    fn body_error(&self, schema_id: u32, body: &[u8], source: apache_avro::Error) -> DecodeError {
-        let field = self.failing_field(body);
-        if is_end_of_input(&source) {
-            DecodeError::TruncatedBody {
-                schema_id,
-                field: field.unwrap_or_else(|| "?".to_owned()),
-                source: Some(source),
-            }
-        } else {
-            DecodeError::InvalidBody {
-                schema_id,
-                field,
-                source,
-            }
-        }
-    }
-
     fn failing_field(&self, body: &[u8]) -> Option<String> {
         let root = self.datum.borrow_schema();
         let Schema::Record(record) = root else {
             return None;
         };
         let names = ResolvedSchema::try_from(root).ok()?;
-        let mut rest = body;
+        let mut input = EndTracking::new(body);
         for field in &record.fields {
             let reader = GenericDatumReader::builder(&field.schema)
                 .resolved_writer_schemata(names.clone())
                 .build()
                 .ok()?;
-            match reader.read_value(&mut rest) {
-                Ok(value) if !cut_short(&value, &field.schema) => {}
-                _ => return Some(field.name.clone()),
+            if reader.read_value(&mut input).is_err() || input.overran {
+                return Some(field.name.clone());
             }
         }
         None
     }
 }
 
-/// Whether `apache_avro` handed back a null the writer schema cannot have written here: its sign
-/// of a string cut short by the end of the body.
-fn cut_short(value: &Value, writer_schema: &Schema) -> bool {
-    match (value, writer_schema) {
-        (Value::Union(index, inner), Schema::Union(union)) => {
-            let branch = usize::try_from(*index)
-                .ok()
-                .and_then(|index| union.variants().get(index));
-            matches!(**inner, Value::Null) && !matches!(branch, Some(Schema::Null))
+/// A body reader that remembers whether anyone asked for bytes past its end. A complete datum
+/// never does, so this tells a truncated body from one that `apache_avro` decoded "successfully"
+/// by reading a missing union index or string as null.
+struct EndTracking<'a> {
+    rest: &'a [u8],
+    overran: bool,
+}
+
+impl<'a> EndTracking<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Self {
+            rest: body,
+            overran: false,
         }
-        (Value::Null, schema) => !matches!(schema, Schema::Null),
-        _ => false,
     }
 }
 
-/// The value inside a union branch (the branch itself only matters for [`cut_short`]).
+impl std::io::Read for EndTracking<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && self.rest.is_empty() {
+            self.overran = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
+/// The value inside a union branch: the branch index was the writer's business.
 fn unwrap_branch(value: Value) -> Value {
     match value {
         Value::Union(_, inner) => *inner,
         value => value,
     }
-}
-
-/// Whether decoding failed because the input ended.
-fn is_end_of_input(error: &apache_avro::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::UnexpectedEof;
-        }
-        cause = current.source();
-    }
-    false
 }
 
 /// Whether a reader field's schema is the one `UserRecord`'s field type needs.

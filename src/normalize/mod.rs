@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Retryable;
 use crate::model::UserRecord;
 
-pub use country::{is_iso_alpha2, iso_for_country_name, iso_for_nat};
+pub use country::{iso_for_country_name, iso_for_nat};
 pub use names::{title_case, Casing, PARTICLES};
 pub use phone::{to_e164, PhoneProblem};
 

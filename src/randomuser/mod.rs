@@ -43,7 +43,7 @@ impl Response {
     /// The accepted records, in order.
     pub fn accepted(&self) -> impl Iterator<Item = &ParsedUser> {
         self.records.iter().filter_map(|outcome| match outcome {
-            RecordOutcome::Accepted(user) => Some(user),
+            RecordOutcome::Accepted(user) => Some(&**user),
             RecordOutcome::Rejected(_) => None,
         })
     }
@@ -75,7 +75,8 @@ pub struct Info {
 /// What became of one element of `results`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
-    Accepted(ParsedUser),
+    /// Boxed: an accepted record is far larger than a rejection.
+    Accepted(Box<ParsedUser>),
     Rejected(Rejection),
 }
 
@@ -172,11 +173,11 @@ pub fn parse_response(body: &[u8]) -> Result<Response, ResponseError> {
         .into_iter()
         .enumerate()
         .map(|(index, raw)| match record::map(index, &raw) {
-            Ok((record, id_source)) => RecordOutcome::Accepted(ParsedUser {
+            Ok((record, id_source)) => RecordOutcome::Accepted(Box::new(ParsedUser {
                 record,
                 raw,
                 id_source,
-            }),
+            })),
             Err(rejection) => RecordOutcome::Rejected(rejection),
         })
         .collect();

@@ -42,22 +42,22 @@ pub async fn migrate(
                 .map_err(|source| SinkError::Migration {
                     file,
                     statement: index + 1,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         session
             .query_unpaged(
                 format!(
                     "INSERT INTO {keyspace}.schema_migrations (version, name, applied_at) \
-                     VALUES (?, ?, toTimestamp(now()))"
+                     VALUES (?, ?, ?)"
                 ),
-                (version, file),
+                (version, file, chrono::Utc::now()),
             )
             .await
             .map_err(|source| SinkError::Migration {
                 file,
                 statement: 0,
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(file, keyspace, "applied CQL migration");
         applied.push(file);
@@ -79,7 +79,7 @@ async fn already_applied(
         .await
         .map_err(|source| SinkError::Execute {
             operation: OPERATION,
-            source,
+            source: Box::new(source),
         })?
         .into_rows_result()
         .map_err(|source| rows_error(OPERATION, source))?;

@@ -22,10 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{
-    DbError, ExecutionError, IntoRowsResultError, MaybeFirstRowError, NewSessionError,
-    PrepareError, RequestAttemptError,
-};
+use scylla::errors::{DbError, ExecutionError, NewSessionError, PrepareError, RequestAttemptError};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::{DeserializeRow, SerializeRow};
 
@@ -46,42 +43,34 @@ pub enum SinkError {
     Connect {
         nodes: String,
         #[source]
-        source: NewSessionError,
+        source: Box<NewSessionError>,
     },
     #[error("cannot prepare the {statement} statement")]
     Prepare {
         statement: &'static str,
         #[source]
-        source: PrepareError,
+        source: Box<PrepareError>,
     },
     #[error("Cassandra request failed: {operation}")]
     Execute {
         operation: &'static str,
         #[source]
-        source: ExecutionError,
+        source: Box<ExecutionError>,
     },
     #[error("unexpected result shape from {operation}")]
     Rows {
         operation: &'static str,
+        /// The driver's result or row deserialization error.
         #[source]
-        source: RowsError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("CQL migration {file}, statement {statement}, failed")]
     Migration {
         file: &'static str,
         statement: usize,
         #[source]
-        source: ExecutionError,
+        source: Box<ExecutionError>,
     },
-}
-
-/// The ways a result can fail to be the rows we asked for.
-#[derive(Debug, thiserror::Error)]
-pub enum RowsError {
-    #[error(transparent)]
-    NotRows(#[from] IntoRowsResultError),
-    #[error(transparent)]
-    FirstRow(#[from] MaybeFirstRowError),
 }
 
 impl Retryable for SinkError {
@@ -139,7 +128,7 @@ pub async fn connect(args: &CassandraArgs) -> Result<Session, SinkError> {
         .await
         .map_err(|source| SinkError::Connect {
             nodes: args.nodes.join(","),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -237,7 +226,7 @@ impl CassandraSink {
                     .await
                     .map_err(|source| SinkError::Prepare {
                         statement: name,
-                        source,
+                        source: Box::new(source),
                     })
             }
         };
@@ -392,7 +381,7 @@ impl CassandraSink {
             .await
             .map_err(|source| SinkError::Execute {
                 operation: OPERATION,
-                source,
+                source: Box::new(source),
             })?
             .into_rows_result()
             .map_err(|source| rows_error(OPERATION, source))?;
@@ -445,14 +434,20 @@ impl CassandraSink {
             .execute_unpaged(statement, values)
             .await
             .map(drop)
-            .map_err(|source| SinkError::Execute { operation, source })
+            .map_err(|source| SinkError::Execute {
+                operation,
+                source: Box::new(source),
+            })
     }
 }
 
-fn rows_error(operation: &'static str, source: impl Into<RowsError>) -> SinkError {
+fn rows_error(
+    operation: &'static str,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> SinkError {
     SinkError::Rows {
         operation,
-        source: source.into(),
+        source: Box::new(source),
     }
 }
 

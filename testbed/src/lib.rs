@@ -7,7 +7,7 @@
 //! node, memory only; it is never a product database.
 //!
 //! # Layout
-//! - [`server`]: TCP accept loop, per-connection frame handling, prepared statement cache.
+//! - `server`: TCP accept loop, per-connection frame handling, prepared statement cache.
 //! - `frame`: protocol framing and the spec's primitive notations.
 //! - `cql`: lexer, parser and syntax tree of the supported CQL.
 //! - `engine`: statement execution — DDL, writes, SELECT, system tables.
@@ -24,7 +24,7 @@ mod engine;
 mod error;
 mod frame;
 mod schema;
-pub mod server;
+mod server;
 mod storage;
 mod token;
 mod types;

@@ -250,9 +250,11 @@ fn handle(
         opcode::STARTUP => {
             for (key, value) in r.string_map()? {
                 match key.to_ascii_uppercase().as_str() {
-                    "COMPRESSION" if !value.is_empty() => return Err(CqlError::Protocol(format!(
+                    "COMPRESSION" if !value.is_empty() => {
+                        return Err(CqlError::Protocol(format!(
                         "Unsupported compression algorithm {value}: the CQL testbed supports none"
-                    ))),
+                    )))
+                    }
                     _ => {}
                 }
             }

@@ -28,18 +28,22 @@ pub fn kafka_brokers() -> String {
     env_or("USERSTREAM_KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
-/// The pipeline's Kafka settings, including pass-through options from `USERSTREAM_KAFKA_OPTIONS`.
+/// The pipeline's Kafka settings, with the pass-through options of the environment.
 pub fn kafka_args() -> userstream::config::KafkaArgs {
-    let librdkafka_options = std::env::var("USERSTREAM_KAFKA_OPTIONS")
+    userstream::config::KafkaArgs {
+        brokers: kafka_brokers(),
+        librdkafka_options: key_values("USERSTREAM_KAFKA_OPTIONS"),
+        consumer_options: key_values("USERSTREAM_KAFKA_CONSUMER_OPTIONS"),
+    }
+}
+
+fn key_values(variable: &str) -> Vec<(String, String)> {
+    std::env::var(variable)
         .unwrap_or_default()
         .split(',')
         .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| userstream::config::parse_key_value(pair).expect("USERSTREAM_KAFKA_OPTIONS"))
-        .collect();
-    userstream::config::KafkaArgs {
-        brokers: kafka_brokers(),
-        librdkafka_options,
-    }
+        .map(|pair| userstream::config::parse_key_value(pair).expect(variable))
+        .collect()
 }
 
 pub fn registry_url() -> String {

@@ -183,7 +183,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Token>, CqlError> {
                 i += 1;
             }
             let hex: String = chars[start..i].iter().collect();
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 return Err(err(format!(
                     "blob constant 0x{hex} has an odd number of digits"
                 )));

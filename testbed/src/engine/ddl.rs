@@ -221,7 +221,7 @@ impl Database {
                 Err(CqlError::AlreadyExists {
                     keyspace: name.to_string(),
                     table: String::new(),
-                    message: format!("Keyspace {name} already exists"),
+                    message: format!("Cannot add existing keyspace \"{name}\""),
                 })
             };
         }
@@ -376,7 +376,9 @@ impl Database {
                 Err(CqlError::AlreadyExists {
                     keyspace: keyspace.clone(),
                     table: name.clone(),
-                    message: format!("Object {keyspace}.{name} already exists"),
+                    message: format!(
+                        "Cannot add already existing table \"{name}\" to keyspace \"{keyspace}\""
+                    ),
                 })
             };
         }

@@ -363,6 +363,14 @@ fn text_set(items: &[&str]) -> Option<Bytes> {
     ))
 }
 
+/// A keyspace as the schema tables show it, system or user.
+struct KeyspaceView {
+    name: String,
+    replication: BTreeMap<String, String>,
+    durable_writes: bool,
+    tables: Vec<Arc<TableDef>>,
+}
+
 /// Every row of system table `def`, in (token, clustering) order.
 pub(super) fn rows(
     def: &TableDef,
@@ -372,29 +380,27 @@ pub(super) fn rows(
 ) -> Vec<Candidate> {
     let mut out: Vec<Vec<(&str, Option<Bytes>)>> = Vec::new();
     // Keyspaces with their replication and tables, system ones first.
-    let mut keyspaces: Vec<(String, BTreeMap<String, String>, bool, Vec<Arc<TableDef>>)> =
-        SYSTEM_KEYSPACES
-            .iter()
-            .map(|ks| {
-                let tables = registry()
-                    .iter()
-                    .filter(|((k, _), _)| k == ks)
-                    .map(|(_, d)| d.clone())
-                    .collect();
-                let replication = BTreeMap::from([(
-                    "class".to_string(),
-                    "org.apache.cassandra.locator.LocalStrategy".to_string(),
-                )]);
-                (ks.to_string(), replication, true, tables)
-            })
-            .collect();
-    keyspaces.extend(schema.keyspaces.values().map(|ks| {
-        (
-            ks.name.clone(),
-            ks.replication.clone(),
-            ks.durable_writes,
-            ks.tables.values().map(|t| t.def.clone()).collect(),
-        )
+    let mut keyspaces: Vec<KeyspaceView> = SYSTEM_KEYSPACES
+        .iter()
+        .map(|ks| KeyspaceView {
+            name: ks.to_string(),
+            replication: BTreeMap::from([(
+                "class".to_string(),
+                "org.apache.cassandra.locator.LocalStrategy".to_string(),
+            )]),
+            durable_writes: true,
+            tables: registry()
+                .iter()
+                .filter(|((k, _), _)| k == ks)
+                .map(|(_, d)| d.clone())
+                .collect(),
+        })
+        .collect();
+    keyspaces.extend(schema.keyspaces.values().map(|ks| KeyspaceView {
+        name: ks.name.clone(),
+        replication: ks.replication.clone(),
+        durable_writes: ks.durable_writes,
+        tables: ks.tables.values().map(|t| t.def.clone()).collect(),
     }));
     match (def.keyspace.as_str(), def.name.as_str()) {
         ("system", "local") => out.push(vec![
@@ -422,21 +428,22 @@ pub(super) fn rows(
             ("tokens", text_set(&["0"])),
         ]),
         ("system_schema", "keyspaces") => {
-            for (name, replication, durable, _) in &keyspaces {
-                let entries: Vec<(&str, &str)> = replication
+            for ks in &keyspaces {
+                let entries: Vec<(&str, &str)> = ks
+                    .replication
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
                 out.push(vec![
-                    ("keyspace_name", text(name)),
-                    ("durable_writes", boolean(*durable)),
+                    ("keyspace_name", text(&ks.name)),
+                    ("durable_writes", boolean(ks.durable_writes)),
                     ("replication", text_map(&entries)),
                 ]);
             }
         }
         ("system_schema", "tables") => {
-            for (_, _, _, tables) in &keyspaces {
-                for t in tables {
+            for ks in &keyspaces {
+                for t in &ks.tables {
                     out.push(vec![
                         ("keyspace_name", text(&t.keyspace)),
                         ("table_name", text(&t.name)),
@@ -470,8 +477,8 @@ pub(super) fn rows(
             }
         }
         ("system_schema", "columns") => {
-            for (_, _, _, tables) in &keyspaces {
-                for t in tables {
+            for ks in &keyspaces {
+                for t in &ks.tables {
                     for c in &t.columns {
                         let order = match (c.kind, c.desc) {
                             (ColumnKind::Clustering, true) => "desc",

@@ -112,8 +112,8 @@ async fn assignment_replaces_the_collection() {
 async fn empty_collection_reads_as_null() {
     let s = table("coll_empty").await;
     run(&s, &["INSERT INTO t (k, s, l) VALUES (1, {}, [])"]).await;
-    let got: Vec<(Option<Vec<String>>, Option<Vec<i32>>)> =
-        rows(&s, "SELECT s, l FROM t WHERE k = 1", ()).await;
+    type SetAndList = (Option<Vec<String>>, Option<Vec<i32>>);
+    let got: Vec<SetAndList> = rows(&s, "SELECT s, l FROM t WHERE k = 1", ()).await;
     assert_eq!(got, vec![(None, None)]);
 }
 

@@ -171,11 +171,8 @@ async fn prepared_select_result_metadata() {
         .prepare("SELECT w, v AS renamed FROM t WHERE k = ?")
         .await
         .expect("prepare");
-    let names: Vec<String> = select
-        .get_result_set_col_specs()
-        .iter()
-        .map(|c| c.name().to_string())
-        .collect();
+    let specs = select.get_current_result_set_col_specs();
+    let names: Vec<String> = specs.get().iter().map(|c| c.name().to_string()).collect();
     assert_eq!(names, vec!["w", "renamed"]);
 }
 

@@ -99,7 +99,7 @@ async fn native_types_round_trip_through_binds() {
         ip,
     );
     s.execute_unpaged(&insert, values).await.expect("insert");
-    let got: Vec<(
+    type TemporalRow = (
         CqlDecimal,
         CqlVarint,
         CqlTimestamp,
@@ -107,7 +107,8 @@ async fn native_types_round_trip_through_binds() {
         CqlTime,
         Vec<u8>,
         IpAddr,
-    )> = rows(
+    );
+    let got: Vec<TemporalRow> = rows(
         &s,
         "SELECT de, vi, ts, dt, tm, bl, ip FROM t WHERE k = 2",
         (),
@@ -134,7 +135,7 @@ async fn constants_are_typed_by_their_column() {
     let (s, _) = session_in_keyspace("ty_consts").await;
     run(&s, &[ALL_NATIVE, "INSERT INTO t (k, a, tx, u, bi, si, ti, bo, f, d, de, vi, bl, ip) VALUES \
         (1, 'abc', 'it''s', 0f8fad5b-d9cb-469f-a165-70867728950e, -42, 12, -3, false, 2.5, 1e3, -12.345, 123456789012345678901234567890, 0xCAFE, '10.0.0.1')"]).await;
-    let got: Vec<(
+    type ConstRow = (
         String,
         String,
         Uuid,
@@ -146,7 +147,8 @@ async fn constants_are_typed_by_their_column() {
         f64,
         Vec<u8>,
         IpAddr,
-    )> = rows(
+    );
+    let got: Vec<ConstRow> = rows(
         &s,
         "SELECT a, tx, u, bi, si, ti, bo, f, d, bl, ip FROM t WHERE k = 1",
         (),
@@ -247,8 +249,8 @@ async fn frozen_collections_as_values_and_keys() {
         "INSERT INTO t (k, c) VALUES (1, [1])",
     ])
     .await;
-    let got: Vec<(Vec<i32>, Option<BTreeMap<String, i32>>)> =
-        rows(&s, "SELECT c, m FROM t WHERE k = 1", ()).await;
+    type FrozenRow = (Vec<i32>, Option<BTreeMap<String, i32>>);
+    let got: Vec<FrozenRow> = rows(&s, "SELECT c, m FROM t WHERE k = 1", ()).await;
     assert_eq!(
         got,
         vec![
