@@ -15,7 +15,7 @@
 //! * the end of the input where a union index or a string should be decodes as `null` instead of
 //!   failing, so a body cut at a field boundary or inside a string would otherwise become a
 //!   record whose remaining optional fields are silently null. The body is read through
-//!   [`EndTracking`], and any attempt to read past its end is a truncation;
+//!   `EndTracking`, and any attempt to read past its end is a truncation;
 //! * bytes left after a complete datum are ignored.
 
 use std::collections::HashMap;

@@ -17,6 +17,7 @@ pub mod wire;
 
 pub use decode::{DecodeError, DecodedChange, Decoder};
 pub use encode::{EncodeError, Encoder};
+pub use fields::ValueProblem;
 pub use wire::{encode_wire, parse_wire, WireError, WIRE_HEADER_LEN};
 
 /// Every version of the value schema, oldest first (see `schemas/README.md`).

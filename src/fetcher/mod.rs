@@ -324,6 +324,14 @@ impl Fetcher {
         report.unchanged += outcome.unchanged;
         metrics::counter!("userstream_fetch_records_accepted_total")
             .increment(accepted.len() as u64);
+        for (stored, count) in [
+            ("inserted", outcome.inserted),
+            ("updated", outcome.updated),
+            ("unchanged", outcome.unchanged),
+        ] {
+            metrics::counter!("userstream_fetch_records_stored_total", "outcome" => stored)
+                .increment(count);
+        }
         metrics::counter!("userstream_fetch_pages_total").increment(1);
         tracing::info!(
             seed,

@@ -3,6 +3,8 @@
 
 mod common;
 mod fixture_server;
+mod harness;
 mod kafka;
+mod pipeline;
 mod registry;
 mod store;

@@ -1,0 +1,921 @@
+//! A whole pipeline per test, on the real local stack: a PostgreSQL database, a topic (and its
+//! dead-letter topic), a keyspace, a consumer group and a CDC cursor of its own, with `cdc` and
+//! `process` running as in-process tasks that a test can stop and start again one at a time.
+//!
+//! Every read-back helper reads the real services (Cassandra through its own session, Kafka with
+//! a fresh consumer of its own), so what a test asserts is what a user of the pipeline would see.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use scylla::client::session::Session;
+use scylla::DeserializeRow;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use userstream::config::{
+    CassandraArgs, MetricsArgs, PostgresArgs, SchemaRegistryArgs, Secret, TopicArgs,
+};
+use userstream::model::UserRecord;
+use userstream::normalize::NormalizedUser;
+use userstream::{cdc, processor, sink, store};
+
+use crate::common::{self, TestDatabase};
+
+/// How long a stage may take to stop after its token is cancelled.
+const STOP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Replication of the test keyspaces (the local stack and compose have one node).
+const REPLICATION: &str = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
+
+/// How a test's pipeline is tuned.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Partitions of the topic and of its dead-letter topic.
+    pub partitions: i32,
+    /// Changes per CDC round.
+    pub cdc_batch_size: u32,
+    /// Processor lanes and their depth; small values keep few messages in flight, so a stop
+    /// lands in the middle of a stream.
+    pub write_lanes: usize,
+    pub lane_capacity: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            partitions: 3,
+            cdc_batch_size: 1000,
+            write_lanes: 64,
+            lane_capacity: 16,
+        }
+    }
+}
+
+/// A running stage: its own token, and the task that reports how it ended.
+struct Stage {
+    name: &'static str,
+    token: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Stage {
+    async fn stop(self) -> anyhow::Result<()> {
+        self.token.cancel();
+        tokio::time::timeout(STOP_DEADLINE, self.handle)
+            .await
+            .with_context(|| format!("{} did not stop within {STOP_DEADLINE:?}", self.name))?
+            .with_context(|| format!("{} panicked", self.name))?
+            .with_context(|| format!("{} failed", self.name))
+    }
+}
+
+/// One test's pipeline. Stages still running when it is dropped are cancelled.
+pub struct TestPipeline {
+    pub database: TestDatabase,
+    /// A connection to the test's database, for the test's own reads and writes.
+    pub pg: Client,
+    pub topic: String,
+    pub dead_letter_topic: String,
+    pub keyspace: String,
+    pub group_id: String,
+    pub cdc_name: String,
+    pub settings: Settings,
+    /// A session of the test's own (not the processor's) for reading Cassandra back.
+    pub cassandra: Arc<Session>,
+    cdc: Option<Stage>,
+    processor: Option<Stage>,
+}
+
+impl TestPipeline {
+    pub async fn new(prefix: &str) -> anyhow::Result<Self> {
+        Self::with_settings(prefix, Settings::default()).await
+    }
+
+    pub async fn with_settings(prefix: &str, settings: Settings) -> anyhow::Result<Self> {
+        init_tracing();
+        let database = TestDatabase::create(prefix).await?;
+        let mut pg = store::connect(&Secret::new(database.url.clone())).await?;
+        store::migrate(&mut pg).await?;
+
+        let topic = common::unique_name(prefix);
+        let topic_args = TopicArgs {
+            topic: topic.clone(),
+            partitions: settings.partitions,
+            replication_factor: 1,
+        };
+        cdc::ensure_topics(&common::kafka_args(), &topic_args).await?;
+
+        let keyspace = common::unique_name(prefix);
+        let cassandra_args = cassandra_args(&keyspace);
+        let session = sink::connect(&cassandra_args).await?;
+        sink::migrate(&session, &keyspace, REPLICATION).await?;
+
+        Ok(Self {
+            database,
+            pg,
+            dead_letter_topic: userstream::kafka::dead_letter_topic(&topic),
+            topic,
+            group_id: common::unique_name(&format!("{prefix}_group")),
+            cdc_name: common::unique_name(&format!("{prefix}_cdc")),
+            keyspace,
+            settings,
+            cassandra: Arc::new(session),
+            cdc: None,
+            processor: None,
+        })
+    }
+
+    pub fn topic_args(&self) -> TopicArgs {
+        TopicArgs {
+            topic: self.topic.clone(),
+            partitions: self.settings.partitions,
+            replication_factor: 1,
+        }
+    }
+
+    pub fn registry_args(&self) -> SchemaRegistryArgs {
+        SchemaRegistryArgs {
+            url: common::registry_url(),
+        }
+    }
+
+    pub fn cdc_config(&self) -> cdc::Config {
+        cdc::Config {
+            postgres: PostgresArgs {
+                pg_url: Secret::new(self.database.url.clone()),
+            },
+            kafka: common::kafka_args(),
+            registry: self.registry_args(),
+            metrics: MetricsArgs { listen: None },
+            topic: self.topic_args(),
+            options: cdc::CdcOptions {
+                name: self.cdc_name.clone(),
+                poll_interval: Duration::from_millis(50),
+                batch_size: self.settings.cdc_batch_size,
+                prune_every: Duration::from_secs(3600),
+            },
+        }
+    }
+
+    pub fn processor_config(&self) -> processor::Config {
+        let mut kafka = common::kafka_args();
+        // Committed offsets are what a restarted processor resumes from, and what tests wait
+        // on to know a message was handled; the default 5 s commit interval only slows them.
+        kafka
+            .consumer_options
+            .push(("auto.commit.interval.ms".to_owned(), "200".to_owned()));
+        processor::Config {
+            kafka,
+            registry: self.registry_args(),
+            cassandra: cassandra_args(&self.keyspace),
+            metrics: MetricsArgs { listen: None },
+            topic: self.topic_args(),
+            options: processor::ProcessOptions {
+                group_id: self.group_id.clone(),
+                write_lanes: self.settings.write_lanes,
+                lane_capacity: self.settings.lane_capacity,
+                drain_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+
+    pub fn start_cdc(&mut self) {
+        assert!(self.cdc.is_none(), "cdc is already running");
+        let token = CancellationToken::new();
+        let future = cdc::run(self.cdc_config(), token.clone());
+        self.cdc = Some(spawn_stage("cdc", token, async move { Ok(future.await?) }));
+    }
+
+    pub async fn stop_cdc(&mut self) -> anyhow::Result<()> {
+        self.cdc.take().context("cdc is not running")?.stop().await
+    }
+
+    pub fn start_processor(&mut self) {
+        assert!(self.processor.is_none(), "the processor is already running");
+        let token = CancellationToken::new();
+        let future = processor::run(self.processor_config(), token.clone());
+        self.processor = Some(spawn_stage(
+            "process",
+            token,
+            async move { Ok(future.await?) },
+        ));
+    }
+
+    pub async fn stop_processor(&mut self) -> anyhow::Result<()> {
+        self.processor
+            .take()
+            .context("the processor is not running")?
+            .stop()
+            .await
+    }
+
+    /// Fails when a stage that should be running has ended (with its error in the log).
+    pub fn ensure_stages_running(&self) -> anyhow::Result<()> {
+        for stage in [&self.cdc, &self.processor].into_iter().flatten() {
+            ensure!(
+                !stage.handle.is_finished(),
+                "the {} stage ended by itself (its error is logged above)",
+                stage.name
+            );
+        }
+        Ok(())
+    }
+
+    /// [`common::eventually`], failing at once if a stage died meanwhile.
+    pub async fn eventually<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Duration,
+        mut probe: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+    {
+        // A dead stage will not make the condition come true: its error ends the wait at once
+        // (as a value, since `eventually` keeps polling through errors).
+        common::eventually(what, deadline, || {
+            let alive = self.ensure_stages_running();
+            let probe = probe();
+            async move {
+                match alive {
+                    Err(error) => Ok(Some(Err(error))),
+                    Ok(()) => Ok(probe.await?.map(Ok)),
+                }
+            }
+        })
+        .await?
+        .with_context(|| format!("while waiting until {what}"))
+    }
+
+    // ---- PostgreSQL ----
+
+    /// Stores `users` as the fetcher does: one page, one transaction.
+    pub async fn upsert(&mut self, users: &[(UserRecord, Value)]) -> anyhow::Result<()> {
+        store::upsert_page(&mut self.pg, users).await?;
+        Ok(())
+    }
+
+    /// Every user in PostgreSQL, read from the typed columns.
+    pub async fn pg_users(&self) -> anyhow::Result<BTreeMap<String, UserRecord>> {
+        let rows = self
+            .pg
+            .query(
+                "SELECT id, gender, title, first_name, last_name, email, username, date_of_birth, \
+                 registered_at, phone, cell, street_number, street_name, city, state, country, \
+                 postcode, latitude, longitude, timezone_offset, timezone_description, \
+                 national_id_name, national_id_value, picture_large, picture_medium, \
+                 picture_thumbnail, nat FROM users",
+                &[],
+            )
+            .await
+            .context("reading users")?;
+        rows.iter()
+            .map(|row| {
+                let user = UserRecord {
+                    id: row.try_get("id")?,
+                    gender: row.try_get("gender")?,
+                    title: row.try_get("title")?,
+                    first_name: row.try_get("first_name")?,
+                    last_name: row.try_get("last_name")?,
+                    email: row.try_get("email")?,
+                    username: row.try_get("username")?,
+                    date_of_birth: row.try_get("date_of_birth")?,
+                    registered_at: row.try_get("registered_at")?,
+                    phone: row.try_get("phone")?,
+                    cell: row.try_get("cell")?,
+                    street_number: row.try_get("street_number")?,
+                    street_name: row.try_get("street_name")?,
+                    city: row.try_get("city")?,
+                    state: row.try_get("state")?,
+                    country: row.try_get("country")?,
+                    postcode: row.try_get("postcode")?,
+                    latitude: row.try_get("latitude")?,
+                    longitude: row.try_get("longitude")?,
+                    timezone_offset: row.try_get("timezone_offset")?,
+                    timezone_description: row.try_get("timezone_description")?,
+                    national_id_name: row.try_get("national_id_name")?,
+                    national_id_value: row.try_get("national_id_value")?,
+                    picture_large: row.try_get("picture_large")?,
+                    picture_medium: row.try_get("picture_medium")?,
+                    picture_thumbnail: row.try_get("picture_thumbnail")?,
+                    nat: row.try_get("nat")?,
+                };
+                Ok((user.id.clone(), user))
+            })
+            .collect()
+    }
+
+    // ---- Cassandra ----
+
+    /// The `users_by_id` row of `user_id`, if any.
+    pub async fn user_by_id(&self, user_id: &str) -> anyhow::Result<Option<CassandraUser>> {
+        let query = format!(
+            "SELECT {USER_COLUMNS} FROM {}.users_by_id WHERE user_id = ?",
+            self.keyspace
+        );
+        let rows = self
+            .cassandra
+            .query_unpaged(query, (user_id,))
+            .await?
+            .into_rows_result()?;
+        Ok(rows.maybe_first_row::<UserByIdRow>()?.map(Into::into))
+    }
+
+    /// Every `users_by_id` row, by user id.
+    pub async fn all_users_by_id(&self) -> anyhow::Result<BTreeMap<String, CassandraUser>> {
+        let query = format!("SELECT {USER_COLUMNS} FROM {}.users_by_id", self.keyspace);
+        let rows: Vec<UserByIdRow> = self.rows(&query).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.user_id.clone(), row.into()))
+            .collect())
+    }
+
+    /// Every `users_by_country` row (a full scan; test tables are small).
+    pub async fn all_users_by_country(&self) -> anyhow::Result<Vec<UserByCountryRow>> {
+        let query = format!(
+            "SELECT country_code, registered_at, user_id, first_name, last_name, email, gender, \
+             date_of_birth, city, state, nat, phone_e164 FROM {}.users_by_country",
+            self.keyspace
+        );
+        self.rows(&query).await
+    }
+
+    /// The `users_by_country` rows of `user_id` (found by scanning: the table is keyed by
+    /// country, and a stale row may sit in any partition).
+    pub async fn country_rows_of(&self, user_id: &str) -> anyhow::Result<Vec<UserByCountryRow>> {
+        Ok(self
+            .all_users_by_country()
+            .await?
+            .into_iter()
+            .filter(|row| row.user_id == user_id)
+            .collect())
+    }
+
+    pub async fn count(&self, table: &str) -> anyhow::Result<i64> {
+        let query = format!("SELECT COUNT(*) FROM {}.{table}", self.keyspace);
+        let (count,): (i64,) = self
+            .cassandra
+            .query_unpaged(query, ())
+            .await?
+            .into_rows_result()?
+            .single_row()?;
+        Ok(count)
+    }
+
+    /// Every row of `table`, each column rendered as text (for searching them).
+    pub async fn table_as_text(&self, table: &str) -> anyhow::Result<Vec<Vec<String>>> {
+        let query = format!("SELECT * FROM {}.{table}", self.keyspace);
+        let rows: Vec<scylla::value::Row> = self.rows(&query).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.columns
+                    .into_iter()
+                    .flatten()
+                    .map(|value| match value {
+                        scylla::value::CqlValue::Text(text)
+                        | scylla::value::CqlValue::Ascii(text) => text,
+                        other => format!("{other:?}"),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    async fn rows<T>(&self, query: &str) -> anyhow::Result<Vec<T>>
+    where
+        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let result = self
+            .cassandra
+            .query_unpaged(query, ())
+            .await
+            .with_context(|| format!("CQL {query}"))?
+            .into_rows_result()?;
+        let rows = result
+            .rows::<T>()?
+            .collect::<Result<Vec<T>, _>>()
+            .with_context(|| format!("rows of {query}"))?;
+        Ok(rows)
+    }
+
+    /// Waits until Cassandra holds exactly the normalized PostgreSQL users (all of which must
+    /// normalize); returns how many.
+    pub async fn wait_until_cassandra_matches_postgres(
+        &self,
+        deadline: Duration,
+    ) -> anyhow::Result<usize> {
+        let expected: BTreeMap<String, NormalizedUser> = self
+            .pg_users()
+            .await?
+            .into_iter()
+            .map(|(id, record)| {
+                let normalized = userstream::normalize::normalize(&record)
+                    .with_context(|| format!("user {id} does not normalize"))?;
+                Ok((id, normalized.user))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        self.wait_until_cassandra_holds(&expected, deadline).await?;
+        Ok(expected.len())
+    }
+
+    /// Waits until `users_by_id` holds exactly `expected` with every normalized value, and
+    /// `users_by_country` exactly one matching row per user and nothing else.
+    pub async fn wait_until_cassandra_holds(
+        &self,
+        expected: &BTreeMap<String, NormalizedUser>,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let want = i64::try_from(expected.len())?;
+        let last_difference = std::sync::Mutex::new(String::from("none compared yet"));
+        let note = |difference: String| {
+            if let Ok(mut last) = last_difference.lock() {
+                *last = difference;
+            }
+        };
+        let result = self
+            .eventually("Cassandra holds the expected users", deadline, || async {
+                // Counting is cheap; the full comparison runs once the numbers add up.
+                let count = self.count("users_by_id").await?;
+                if count != want {
+                    note(format!("users_by_id has {count} rows of {want}"));
+                    return Ok(None);
+                }
+                let by_id = self.all_users_by_id().await?;
+                let by_country = self.all_users_by_country().await?;
+                match cassandra_difference(expected, &by_id, &by_country) {
+                    None => Ok(Some(())),
+                    Some(difference) => {
+                        note(difference);
+                        Ok(None)
+                    }
+                }
+            })
+            .await;
+        let last = last_difference
+            .lock()
+            .map(|last| last.clone())
+            .unwrap_or_default();
+        result.with_context(|| format!("last difference: {last}"))
+    }
+
+    /// Messages on the test's topic, summed over partitions (high minus low watermarks).
+    pub async fn topic_len(&self) -> anyhow::Result<i64> {
+        let ends = watermarks(&self.topic, self.settings.partitions).await?;
+        Ok(ends.values().map(|(low, high)| high - low).sum())
+    }
+
+    // ---- Kafka ----
+
+    /// Every message on the test's topic now (up to each partition's high watermark).
+    pub async fn topic_messages(&self) -> anyhow::Result<Vec<OwnedMessage>> {
+        read_topic(&self.topic, self.settings.partitions).await
+    }
+
+    /// Every message on the test's dead-letter topic now.
+    pub async fn dead_letters(&self) -> anyhow::Result<Vec<OwnedMessage>> {
+        read_topic(&self.dead_letter_topic, self.settings.partitions).await
+    }
+
+    /// The offset the processor's group committed for `partition`, if any.
+    pub async fn committed_offset(&self, partition: i32) -> anyhow::Result<Option<i64>> {
+        let consumer: StreamConsumer =
+            userstream::kafka::consumer_config(&common::kafka_args(), &self.group_id).create()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.topic, partition);
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+            Ok(committed
+                .find_partition(&topic, partition)
+                .and_then(|element| match element.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                }))
+        })
+        .await?
+    }
+}
+
+impl Drop for TestPipeline {
+    fn drop(&mut self) {
+        for stage in [self.cdc.take(), self.processor.take()]
+            .into_iter()
+            .flatten()
+        {
+            stage.token.cancel();
+            stage.handle.abort();
+        }
+    }
+}
+
+fn spawn_stage(
+    name: &'static str,
+    token: CancellationToken,
+    future: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> Stage {
+    let handle = tokio::spawn(async move {
+        let result = future.await;
+        if let Err(error) = &result {
+            eprintln!("stage {name} failed: {error:#}");
+        }
+        result
+    });
+    Stage {
+        name,
+        token,
+        handle,
+    }
+}
+
+fn cassandra_args(keyspace: &str) -> CassandraArgs {
+    CassandraArgs {
+        nodes: common::cassandra_nodes(),
+        keyspace: keyspace.to_owned(),
+        keyspace_replication: REPLICATION.to_owned(),
+    }
+}
+
+/// Pipeline logs go to the test's output (shown for failing tests); `RUST_LOG` tunes them.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// The (low, high) watermarks of each partition of `topic`.
+pub async fn watermarks(topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+    let consumer: StreamConsumer = userstream::kafka::consumer_config(
+        &common::kafka_args(),
+        &common::unique_name("it_watermarks"),
+    )
+    .create()?;
+    let topic = topic.to_owned();
+    // librdkafka's metadata calls block: keep them off the runtime the stages run on.
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|partition| {
+                let ends = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .with_context(|| format!("watermarks of {topic}/{partition}"))?;
+                Ok((partition, ends))
+            })
+            .collect()
+    })
+    .await?
+}
+
+/// Reads every message of `topic` up to the high watermarks taken at the start.
+pub async fn read_topic(topic: &str, partitions: i32) -> anyhow::Result<Vec<OwnedMessage>> {
+    let consumer: StreamConsumer = userstream::kafka::consumer_config(
+        &common::kafka_args(),
+        &common::unique_name("it_reader"),
+    )
+    .create()?;
+    let ends = watermarks(topic, partitions).await?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = BTreeMap::new();
+    for (&partition, &(low, high)) in &ends {
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+            remaining.insert(partition, high);
+        }
+    }
+    let mut messages = Vec::new();
+    if remaining.is_empty() {
+        return Ok(messages);
+    }
+    consumer.assign(&assignment)?;
+    while !remaining.is_empty() {
+        let message = tokio::time::timeout(common::DEFAULT_DEADLINE, consumer.recv())
+            .await
+            .with_context(|| format!("reading {topic}: still missing {remaining:?}"))??
+            .detach();
+        let partition = message.partition();
+        if let Some(&high) = remaining.get(&partition) {
+            if message.offset() + 1 >= high {
+                remaining.remove(&partition);
+            }
+            if message.offset() < high {
+                messages.push(message);
+            }
+        }
+    }
+    Ok(messages)
+}
+
+/// A producer for hand-made messages (the pipeline's own producer settings).
+pub fn producer() -> anyhow::Result<FutureProducer> {
+    Ok(userstream::kafka::producer_config(&common::kafka_args()).create()?)
+}
+
+/// Produces one message and returns where it landed.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &str,
+    payload: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(i32, i64)> {
+    let mut owned = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
+            value: Some(*value),
+        });
+    }
+    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key).headers(owned);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    if let Some(payload) = payload {
+        record = record.payload(payload);
+    }
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(error, _)| error)
+        .with_context(|| format!("producing {key} to {topic}"))?;
+    Ok((delivery.partition, delivery.offset))
+}
+
+/// The value of header `key` as text.
+pub fn header(message: &OwnedMessage, key: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|header| header.key == key)
+        .and_then(|header| header.value)
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
+pub fn key(message: &OwnedMessage) -> Option<String> {
+    message
+        .key()
+        .map(|key| String::from_utf8_lossy(key).into_owned())
+}
+
+/// The columns of `users_by_id` a test compares, in [`UserByIdRow`]'s order.
+const USER_COLUMNS: &str = "user_id, country_code, nat, gender, title, first_name, last_name, \
+    email, username, date_of_birth, registered_at, phone, phone_e164, cell, cell_e164, \
+    street_number, street_name, city, state, country, postcode, latitude, longitude, \
+    timezone_offset_minutes, timezone_description, national_id_name, national_id_value, \
+    picture_large, picture_medium, picture_thumbnail, source_ts_us, source_txid";
+
+#[derive(Debug, DeserializeRow)]
+struct UserByIdRow {
+    user_id: String,
+    country_code: Option<String>,
+    nat: Option<String>,
+    gender: Option<String>,
+    title: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    email: Option<String>,
+    username: Option<String>,
+    date_of_birth: Option<NaiveDate>,
+    registered_at: Option<DateTime<Utc>>,
+    phone: Option<String>,
+    phone_e164: Option<String>,
+    cell: Option<String>,
+    cell_e164: Option<String>,
+    street_number: Option<String>,
+    street_name: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    country: Option<String>,
+    postcode: Option<String>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    timezone_offset_minutes: Option<i32>,
+    timezone_description: Option<String>,
+    national_id_name: Option<String>,
+    national_id_value: Option<String>,
+    picture_large: Option<String>,
+    picture_medium: Option<String>,
+    picture_thumbnail: Option<String>,
+    source_ts_us: Option<i64>,
+    source_txid: Option<i64>,
+}
+
+/// A `users_by_id` row: the normalized user it holds, and the change it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CassandraUser {
+    pub user: NormalizedUser,
+    pub source_ts_us: Option<i64>,
+    pub source_txid: Option<i64>,
+}
+
+impl From<UserByIdRow> for CassandraUser {
+    fn from(row: UserByIdRow) -> Self {
+        Self {
+            user: NormalizedUser {
+                id: row.user_id,
+                // A missing partition-key column of users_by_country would show as "".
+                country_code: row.country_code.unwrap_or_default(),
+                nat: row.nat,
+                gender: row.gender,
+                title: row.title,
+                first_name: row.first_name,
+                last_name: row.last_name,
+                email: row.email,
+                username: row.username,
+                date_of_birth: row.date_of_birth,
+                registered_at: row.registered_at,
+                phone: row.phone,
+                phone_e164: row.phone_e164,
+                cell: row.cell,
+                cell_e164: row.cell_e164,
+                street_number: row.street_number,
+                street_name: row.street_name,
+                city: row.city,
+                state: row.state,
+                country: row.country,
+                postcode: row.postcode,
+                latitude: row.latitude,
+                longitude: row.longitude,
+                timezone_offset_minutes: row.timezone_offset_minutes,
+                timezone_description: row.timezone_description,
+                national_id_name: row.national_id_name,
+                national_id_value: row.national_id_value,
+                picture_large: row.picture_large,
+                picture_medium: row.picture_medium,
+                picture_thumbnail: row.picture_thumbnail,
+            },
+            source_ts_us: row.source_ts_us,
+            source_txid: row.source_txid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, DeserializeRow)]
+pub struct UserByCountryRow {
+    pub country_code: String,
+    pub registered_at: DateTime<Utc>,
+    pub user_id: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub email: Option<String>,
+    pub gender: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub city: Option<String>,
+    pub state: Option<String>,
+    pub nat: Option<String>,
+    pub phone_e164: Option<String>,
+}
+
+impl UserByCountryRow {
+    /// The row `user` should have in `users_by_country`.
+    pub fn expected_for(user: &NormalizedUser) -> Self {
+        Self {
+            country_code: user.country_code.clone(),
+            registered_at: user.registered_at.unwrap_or(DateTime::UNIX_EPOCH),
+            user_id: user.id.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
+            email: user.email.clone(),
+            gender: user.gender.clone(),
+            date_of_birth: user.date_of_birth,
+            city: user.city.clone(),
+            state: user.state.clone(),
+            nat: user.nat.clone(),
+            phone_e164: user.phone_e164.clone(),
+        }
+    }
+}
+
+/// The fields in which two values differ, as "field: left ≠ right" lines.
+pub fn field_differences<T: serde::Serialize>(actual: &T, expected: &T) -> Vec<String> {
+    let (Ok(Value::Object(actual)), Ok(Value::Object(expected))) =
+        (serde_json::to_value(actual), serde_json::to_value(expected))
+    else {
+        return vec!["values are not objects".to_owned()];
+    };
+    expected
+        .iter()
+        .filter(|(field, value)| actual.get(*field) != Some(value))
+        .map(|(field, value)| {
+            format!(
+                "{field}: got {}, expected {value}",
+                actual.get(field).unwrap_or(&Value::Null)
+            )
+        })
+        .collect()
+}
+
+/// `None` when `users_by_id` and `users_by_country` hold exactly `expected`; otherwise the
+/// first few differences.
+pub fn cassandra_difference(
+    expected: &BTreeMap<String, NormalizedUser>,
+    by_id: &BTreeMap<String, CassandraUser>,
+    by_country: &[UserByCountryRow],
+) -> Option<String> {
+    let mut problems = Vec::new();
+    for (id, user) in expected {
+        match by_id.get(id) {
+            None => problems.push(format!("{id} missing from users_by_id")),
+            Some(row) => {
+                let differences = field_differences(&row.user, user);
+                if !differences.is_empty() {
+                    problems.push(format!("{id} in users_by_id: {}", differences.join("; ")));
+                }
+            }
+        }
+    }
+    for id in by_id.keys().filter(|id| !expected.contains_key(*id)) {
+        problems.push(format!("{id} in users_by_id but not expected"));
+    }
+    let mut country_rows: BTreeMap<&str, Vec<&UserByCountryRow>> = BTreeMap::new();
+    for row in by_country {
+        country_rows.entry(&row.user_id).or_default().push(row);
+    }
+    for (id, user) in expected {
+        let want = UserByCountryRow::expected_for(user);
+        match country_rows.get(id.as_str()).map(Vec::as_slice) {
+            Some([row]) if **row == want => {}
+            Some(rows) => problems.push(format!(
+                "{id} in users_by_country: {rows:?}, expected {want:?}"
+            )),
+            None => problems.push(format!("{id} missing from users_by_country")),
+        }
+    }
+    for id in country_rows
+        .keys()
+        .filter(|id| !expected.contains_key(**id))
+    {
+        problems.push(format!("{id} in users_by_country but not expected"));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    let total = problems.len();
+    problems.truncate(5);
+    Some(format!(
+        "{total} difference(s), e.g. {}",
+        problems.join(" | ")
+    ))
+}
+
+/// A complete, valid user (German numbering, so both phones have an E.164 form) and the API
+/// record it came from, with credentials that must never leave PostgreSQL.
+pub fn sample_user(id: &str, first_name: &str) -> (UserRecord, Value) {
+    let record = UserRecord {
+        id: id.to_owned(),
+        gender: Some("female".into()),
+        title: Some("Ms".into()),
+        first_name: Some(first_name.to_owned()),
+        last_name: Some("Schneider".into()),
+        email: Some(format!("{id}@example.com")),
+        username: Some(format!("user-{id}")),
+        date_of_birth: "1980-02-03T04:05:06Z".parse().ok(),
+        registered_at: "2015-06-07T08:09:10.123Z".parse().ok(),
+        phone: Some("0171-2345678".into()),
+        cell: Some("0172-3456789".into()),
+        street_number: Some("12".into()),
+        street_name: Some("Lindenstraße".into()),
+        city: Some("Berlin".into()),
+        state: Some("Berlin".into()),
+        country: Some("Germany".into()),
+        postcode: Some("10115".into()),
+        latitude: Some(52.52),
+        longitude: Some(13.405),
+        timezone_offset: Some("+1:00".into()),
+        timezone_description: Some("Brussels, Copenhagen, Madrid, Paris".into()),
+        national_id_name: None,
+        national_id_value: None,
+        picture_large: None,
+        picture_medium: None,
+        picture_thumbnail: None,
+        nat: Some("DE".into()),
+    };
+    let raw = json!({
+        "login": {"uuid": id, "password": format!("pw-{id}"), "salt": "NaCl1234"},
+        "name": {"first": first_name},
+    });
+    (record, raw)
+}
+
+/// Fails with `what` unless `condition`.
+pub fn check(condition: bool, what: impl std::fmt::Display) -> anyhow::Result<()> {
+    if !condition {
+        bail!("{what}");
+    }
+    Ok(())
+}
