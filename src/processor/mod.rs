@@ -246,22 +246,34 @@ impl Processor {
     /// Consumes until `shutdown`; then lets the lanes finish (up to the drain time-out) and
     /// commits every stored offset.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProcessError> {
+        // Cancelled by the shutdown signal, or by a lane that cannot go on.
+        let stop = shutdown.child_token();
         let mut lanes = JoinSet::new();
         let senders: Vec<mpsc::Sender<Work>> = (0..self.write_lanes)
             .map(|_| {
                 let (sender, receiver) = mpsc::channel(self.lane_capacity);
-                lanes.spawn(lane(Arc::clone(&self.lanes), receiver, shutdown.clone()));
+                lanes.spawn(lane(Arc::clone(&self.lanes), receiver, stop.clone()));
                 sender
             })
             .collect();
 
-        let result = self.consume(&senders, &shutdown).await;
+        let mut result = self.consume(&senders, &stop).await;
         drop(senders);
         let drained = tokio::time::timeout(self.drain_timeout, async {
-            while lanes.join_next().await.is_some() {}
+            let mut failure = None;
+            while let Some(joined) = lanes.join_next().await {
+                if let Ok(Err(error)) = joined {
+                    failure.get_or_insert(error);
+                }
+            }
+            failure
         })
         .await;
-        if drained.is_err() {
+        let timed_out = drained.is_err();
+        if let Ok(Some(error)) = drained {
+            result = result.and(Err(error));
+        }
+        if timed_out {
             tracing::warn!(
                 in_flight = self
                     .lanes
@@ -333,10 +345,17 @@ fn lane_of(key: &[u8], lanes: usize) -> usize {
 }
 
 /// Carries out one lane's work in order, retrying transient failures until shutdown.
-async fn lane(lanes: Arc<Lanes>, mut receiver: mpsc::Receiver<Work>, shutdown: CancellationToken) {
+///
+/// A permanent failure stops the whole processor (through `stop`) with that error: committing
+/// past the message would lose it, and leaving it unwritten would stall its partition.
+async fn lane(
+    lanes: Arc<Lanes>,
+    mut receiver: mpsc::Receiver<Work>,
+    stop: CancellationToken,
+) -> Result<(), ProcessError> {
     while let Some(work) = receiver.recv().await {
         let (partition, offset) = (work.partition(), work.offset());
-        let done = retry("process message", lanes.policy, &shutdown, || {
+        let done = retry("process message", lanes.policy, &stop, || {
             work.execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
         })
         .await;
@@ -358,14 +377,14 @@ async fn lane(lanes: Arc<Lanes>, mut receiver: mpsc::Receiver<Work>, shutdown: C
             }
             Err(RetryError::Cancelled(error)) => {
                 tracing::warn!(%error, partition, offset, "shutdown during retries; left uncommitted");
-                return;
+                return Ok(());
             }
             Err(RetryError::Permanent(error)) => {
-                // Only a bug (an invalid statement) gets here; committing past it would lose the
-                // message, so the lane stops and the message is consumed again after a restart.
-                tracing::error!(%error, partition, offset, "permanent write failure; lane stopped");
-                return;
+                tracing::error!(%error, partition, offset, "permanent write failure; stopping");
+                stop.cancel();
+                return Err(error);
             }
         }
     }
+    Ok(())
 }
