@@ -26,6 +26,8 @@ pub enum Command {
     Process(crate::processor::Config),
     /// Migrate, then run fetch, cdc and process in one process.
     Run(crate::pipeline::Config),
+    /// Check or register the newest value schema (or a candidate) under `<topic>-value`.
+    Schemas(crate::schemas_cmd::Config),
     /// Serve a Confluent-compatible Schema Registry HTTP API, persisted in PostgreSQL.
     Registry(crate::registry::Config),
     /// Serve captured randomuser.me responses at /api/, for offline use and the fetcher's tests.

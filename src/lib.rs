@@ -22,6 +22,8 @@
 //! * [`registry`] — `userstream registry`, a Confluent-compatible Schema Registry on PostgreSQL.
 //! * [`retry`] — capped exponential backoff with jitter for transient failures.
 //! * [`schemas`] — Schema Registry client: register the newest value schema, fetch writers by id.
+//! * [`schemas_cmd`] — `userstream schemas check|register`: try a value schema against the
+//!   topic's subject before deploying it.
 //! * [`fetcher`] — `userstream fetch`: randomuser.me pages → PostgreSQL, retried, never half-written.
 //! * [`fixture_server`] — `userstream fixture-server`, the randomuser.me API served from
 //!   captured responses, able to misbehave on request.
@@ -49,6 +51,7 @@ pub mod randomuser;
 pub mod registry;
 pub mod retry;
 pub mod schemas;
+pub mod schemas_cmd;
 pub mod shutdown;
 pub mod sink;
 pub mod store;

@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Cdc(config) => userstream::cdc::run(config, shutdown).await?,
         Command::Process(config) => userstream::processor::run(config, shutdown).await?,
         Command::Run(config) => userstream::pipeline::run(config, shutdown).await?,
+        Command::Schemas(config) => userstream::schemas_cmd::run(config, shutdown).await?,
         Command::Registry(config) => userstream::registry::run(config, shutdown).await?,
         Command::FixtureServer(config) => userstream::fixture_server::run(config, shutdown).await?,
     }

@@ -46,4 +46,11 @@ pub struct UserRecord {
     pub picture_thumbnail: Option<String>,
     /// Nationality code as sent, e.g. "GB".
     pub nat: Option<String>,
+    /// The API version that served the record (`info.version`, or a legacy record's own
+    /// `version`), e.g. "1.4". Schema v2 called it `api_version`.
+    pub source_api_version: Option<String>,
+    /// `dob.age` in years as the API computed it when serving the record (an `int` in schema v2).
+    pub age: Option<i64>,
+    /// How `id` was obtained: [`crate::randomuser::IdSource::as_str`], e.g. "login_uuid".
+    pub id_source: Option<String>,
 }

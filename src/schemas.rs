@@ -47,6 +47,23 @@ pub enum SchemaError {
         #[source]
         source: SRCError,
     },
+    /// A request made without `schema_registry_converter` (which lacks it) failed on the way,
+    /// or its answer was not the JSON the API documents.
+    #[error("Schema Registry request failed: {operation} for {target}")]
+    Http {
+        operation: &'static str,
+        target: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// The registry's answer to "could this schema be registered under the subject now?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompatibilityReport {
+    pub is_compatible: bool,
+    /// The registry's reasons when it is not (empty when it gave none).
+    pub messages: Vec<String>,
 }
 
 impl Retryable for SchemaError {
@@ -59,6 +76,7 @@ impl Retryable for SchemaError {
                         .is_some_and(|cause| cause.downcast_ref::<reqwest::Error>().is_some())
                     || registry_error(source).is_some_and(|raw| raw.error_code >= 50000)
             }
+            Self::Http { source, .. } => !source.is_decode() && !source.is_builder(),
             Self::Settings { .. } | Self::Refused { .. } => false,
         }
     }
@@ -72,6 +90,9 @@ fn registry_error(error: &SRCError) -> Option<&RawError> {
 #[derive(Clone)]
 pub struct SchemaRegistryClient {
     settings: SrSettings,
+    /// The registry's base URL, for the calls `schema_registry_converter` does not offer.
+    base_url: String,
+    http: reqwest::Client,
 }
 
 impl std::fmt::Debug for SchemaRegistryClient {
@@ -90,7 +111,119 @@ impl SchemaRegistryClient {
                 url: args.url.clone(),
                 source,
             })?;
-        Ok(Self { settings })
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|source| SchemaError::Http {
+                operation: "client set-up",
+                target: args.url.clone(),
+                source,
+            })?;
+        Ok(Self {
+            settings,
+            base_url: args.url.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// Whether `schema` could be registered under `subject` now, and if not the registry's
+    /// reasons (Confluent's `verbose` compatibility check against the latest version, which
+    /// covers every version for the `_TRANSITIVE` levels). A subject without versions accepts
+    /// anything.
+    pub async fn check_compatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<CompatibilityReport, SchemaError> {
+        const OPERATION: &str = "compatibility check";
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            is_compatible: bool,
+            #[serde(default)]
+            messages: Vec<String>,
+        }
+        let url = format!(
+            "{}/compatibility/subjects/{}/versions/latest",
+            self.base_url,
+            path_segment(subject)
+        );
+        let response = self
+            .http
+            .post(url)
+            .query(&[("verbose", "true")])
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+            .await
+            .map_err(http_error(OPERATION, subject))?;
+        match self.answer::<Answer>(OPERATION, subject, response).await {
+            Ok(answer) => Ok(CompatibilityReport {
+                is_compatible: answer.is_compatible,
+                messages: answer.messages,
+            }),
+            // Confluent's registry answers "subject not found" where there is nothing to check
+            // against; ours says compatible.
+            Err(SchemaError::Refused {
+                error_code: 40401, ..
+            }) => Ok(CompatibilityReport {
+                is_compatible: true,
+                messages: Vec::new(),
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The compatibility level in force for `subject`: its own, or else the registry's.
+    pub async fn compatibility_level(&self, subject: &str) -> Result<String, SchemaError> {
+        const OPERATION: &str = "compatibility level lookup";
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Level {
+            compatibility_level: String,
+        }
+        let url = format!("{}/config/{}", self.base_url, path_segment(subject));
+        let response = self
+            .http
+            .get(url)
+            .query(&[("defaultToGlobal", "true")])
+            .send()
+            .await
+            .map_err(http_error(OPERATION, subject))?;
+        let level: Level = self.answer(OPERATION, subject, response).await?;
+        Ok(level.compatibility_level)
+    }
+
+    /// The JSON body of a 2xx answer; a 4xx with the registry's error JSON is
+    /// [`SchemaError::Refused`].
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        response: reqwest::Response,
+    ) -> Result<T, SchemaError> {
+        let status = response.status();
+        if status.is_client_error() {
+            if let Ok(raw) = response.json::<RegistryErrorBody>().await {
+                return Err(SchemaError::Refused {
+                    operation,
+                    target: target.to_owned(),
+                    error_code: raw.error_code,
+                    reason: raw.message,
+                });
+            }
+            return Err(SchemaError::Refused {
+                operation,
+                target: target.to_owned(),
+                error_code: u32::from(status.as_u16()),
+                reason: status.to_string(),
+            });
+        }
+        response
+            .error_for_status()
+            .map_err(http_error(operation, target))?
+            .json()
+            .await
+            .map_err(http_error(operation, target))
     }
 
     /// Registers `schema` (Avro JSON) under `subject` and returns its id. The same schema again
@@ -116,6 +249,35 @@ impl SchemaRegistryClient {
             .map(|registered| registered.schema)
             .map_err(|source| classify("schema lookup", &format!("id {id}"), source))
     }
+}
+
+/// The error body of the Confluent API.
+#[derive(serde::Deserialize)]
+struct RegistryErrorBody {
+    error_code: u32,
+    message: String,
+}
+
+fn http_error(operation: &'static str, target: &str) -> impl Fn(reqwest::Error) -> SchemaError {
+    let target = target.to_owned();
+    move |source| SchemaError::Http {
+        operation,
+        target: target.clone(),
+        source,
+    }
+}
+
+/// `text` as one URL path segment (subjects may hold any character; topic names hold
+/// `[A-Za-z0-9._-]`, which pass unchanged).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn avro(schema: &str) -> SuppliedSchema {

@@ -217,10 +217,12 @@ impl Decoder {
                 detail: "the reader schema must be a record".to_owned(),
             });
         };
+        let renamed = renamed_fields()?;
         let mut fields = Vec::with_capacity(record.fields.len());
         for reader_field in &record.fields {
-            let field =
-                Field::from_name(&reader_field.name).ok_or_else(|| DecodeError::ReaderField {
+            let field = Field::from_name(&reader_field.name)
+                .or_else(|| renamed.get(reader_field.name.as_str()).copied())
+                .ok_or_else(|| DecodeError::ReaderField {
                     field: reader_field.name.clone(),
                     detail: "UserRecord has no such field".to_owned(),
                 })?;
@@ -478,7 +480,26 @@ fn unwrap_branch(value: Value) -> Value {
     }
 }
 
-/// Whether a reader field's schema is the one `UserRecord`'s field type needs.
+/// The older names of `UserRecord` fields: the `aliases` of the newest schema's fields, so that
+/// an older reader schema (which uses the old name) still fills the field.
+fn renamed_fields() -> Result<HashMap<String, Field>, DecodeError> {
+    let newest = Schema::parse_str(USER_SCHEMA).map_err(DecodeError::InvalidReaderSchema)?;
+    let Schema::Record(record) = newest else {
+        return Ok(HashMap::new());
+    };
+    let mut renamed = HashMap::new();
+    for field in &record.fields {
+        if let Some(target) = Field::from_name(&field.name) {
+            for alias in &field.aliases {
+                renamed.insert(alias.clone(), target);
+            }
+        }
+    }
+    Ok(renamed)
+}
+
+/// Whether a reader field's schema is one `UserRecord`'s field type can hold: the type the
+/// newest schema gives it, or for a long an older reader's narrower int.
 fn kind_matches(kind: Kind, schema: &Schema) -> bool {
     let optional_of = |expected: &Schema| match schema {
         Schema::Union(union) => union.variants() == [Schema::Null, expected.clone()],
@@ -487,6 +508,7 @@ fn kind_matches(kind: Kind, schema: &Schema) -> bool {
     match kind {
         Kind::RequiredString => *schema == Schema::String,
         Kind::OptionalString => optional_of(&Schema::String),
+        Kind::OptionalLong => optional_of(&Schema::Long) || optional_of(&Schema::Int),
         Kind::OptionalDouble => optional_of(&Schema::Double),
         Kind::OptionalTimestampMicros => optional_of(&Schema::TimestampMicros),
     }

@@ -15,6 +15,8 @@ pub(crate) enum Kind {
     RequiredString,
     /// `["null", "string"]`.
     OptionalString,
+    /// `["null", "long"]`.
+    OptionalLong,
     /// `["null", "double"]`.
     OptionalDouble,
     /// `["null", {"type": "long", "logicalType": "timestamp-micros"}]`.
@@ -104,6 +106,9 @@ user_fields! {
     PictureMedium => picture_medium: Option<String>,
     PictureThumbnail => picture_thumbnail: Option<String>,
     Nat => nat: Option<String>,
+    SourceApiVersion => source_api_version: Option<String>,
+    Age => age: Option<i64>,
+    IdSource => id_source: Option<String>,
 }
 
 /// A field value after Avro promotion, before it lands in the struct.
@@ -111,6 +116,7 @@ user_fields! {
 pub(crate) enum Typed {
     Null,
     String(String),
+    Long(i64),
     Double(f64),
     TimestampMicros(i64),
 }
@@ -148,6 +154,8 @@ pub(crate) fn promote(field: Field, value: Value) -> Result<Typed, ValueProblem>
                 .map(Typed::String)
                 .map_err(|_| ValueProblem::NotUtf8)
         }
+        (Kind::OptionalLong, Value::Long(x)) => Ok(Typed::Long(x)),
+        (Kind::OptionalLong, Value::Int(x)) => Ok(Typed::Long(i64::from(x))),
         (Kind::OptionalDouble, Value::Double(x)) => Ok(Typed::Double(x)),
         (Kind::OptionalDouble, Value::Float(x)) => Ok(Typed::Double(f64::from(x))),
         // Avro's int/long → double promotion is lossy for large longs by definition.
@@ -184,6 +192,7 @@ pub(crate) fn schema_for_kind(kind: Kind) -> &'static str {
     match kind {
         Kind::RequiredString => r#""string""#,
         Kind::OptionalString => r#"["null", "string"]"#,
+        Kind::OptionalLong => r#"["null", "long"]"#,
         Kind::OptionalDouble => r#"["null", "double"]"#,
         Kind::OptionalTimestampMicros => {
             r#"["null", {"type": "long", "logicalType": "timestamp-micros"}]"#
@@ -194,6 +203,7 @@ pub(crate) fn schema_for_kind(kind: Kind) -> &'static str {
 fn expected_name(kind: Kind) -> &'static str {
     match kind {
         Kind::RequiredString | Kind::OptionalString => "string",
+        Kind::OptionalLong => "long",
         Kind::OptionalDouble => "double",
         Kind::OptionalTimestampMicros => "timestamp-micros long",
     }
@@ -268,6 +278,22 @@ impl AvroField for Option<String> {
     }
 }
 
+impl AvroField for Option<i64> {
+    const KIND: Kind = Kind::OptionalLong;
+
+    fn to_avro(&self) -> Value {
+        optional(self.map(Value::Long))
+    }
+
+    fn from_typed(value: Typed) -> Result<Self, ValueProblem> {
+        match value {
+            Typed::Null => Ok(None),
+            Typed::Long(x) => Ok(Some(x)),
+            other => Err(mismatch(Self::KIND, &other)),
+        }
+    }
+}
+
 impl AvroField for Option<f64> {
     const KIND: Kind = Kind::OptionalDouble;
 
@@ -317,6 +343,7 @@ fn mismatch(kind: Kind, found: &Typed) -> ValueProblem {
         found: match found {
             Typed::Null => "null",
             Typed::String(_) => "string",
+            Typed::Long(_) => "long",
             Typed::Double(_) => "double",
             Typed::TimestampMicros(_) => "timestamp-micros",
         },

@@ -21,7 +21,11 @@ pub use fields::ValueProblem;
 pub use wire::{encode_wire, parse_wire, WireError, WIRE_HEADER_LEN};
 
 /// Every version of the value schema, oldest first (see `schemas/README.md`).
-pub const USER_SCHEMA_VERSIONS: &[&str] = &[include_str!("../../schemas/user-v1.avsc")];
+pub const USER_SCHEMA_VERSIONS: &[&str] = &[
+    include_str!("../../schemas/user-v1.avsc"),
+    include_str!("../../schemas/user-v2.avsc"),
+    include_str!("../../schemas/user-v3.avsc"),
+];
 
 /// The newest value schema: what the poller writes and the processor reads with.
 pub const USER_SCHEMA: &str = USER_SCHEMA_VERSIONS[USER_SCHEMA_VERSIONS.len() - 1];

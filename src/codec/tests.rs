@@ -47,6 +47,9 @@ fn full_user() -> UserRecord {
         picture_medium: Some("https://randomuser.me/api/portraits/med/women/75.jpg".into()),
         picture_thumbnail: Some("https://randomuser.me/api/portraits/thumb/women/75.jpg".into()),
         nat: Some("US".into()),
+        source_api_version: Some("1.4".into()),
+        age: Some(33),
+        id_source: Some("login_uuid".into()),
     }
 }
 
@@ -79,6 +82,9 @@ fn empty_user() -> UserRecord {
         picture_medium: None,
         picture_thumbnail: None,
         nat: None,
+        source_api_version: None,
+        age: None,
+        id_source: None,
     }
 }
 
@@ -111,6 +117,9 @@ fn persian_user() -> UserRecord {
         picture_medium: None,
         picture_thumbnail: None,
         nat: Some("IR".into()),
+        source_api_version: Some("1.0".into()),
+        age: Some(i64::MAX),
+        id_source: Some("email_dob".into()),
     }
 }
 
@@ -366,7 +375,7 @@ fn apache_avro_reads_a_cut_body_as_nulls_and_ignores_trailing_bytes() {
     };
     assert_eq!(
         fields.last().unwrap(),
-        &("nat".to_owned(), some(Value::Null))
+        &("id_source".to_owned(), some(Value::Null))
     );
 
     let mut padded = body.clone();
@@ -406,8 +415,8 @@ fn truncation_names_the_field_it_happened_in() {
     let decoder = decoder();
     let user = full_user();
     let body = Encoder::new().unwrap().encode(&user).unwrap();
-    // Inside the id (the first field), right after it, and inside `nat` (the last).
-    for (cut, expected) in [(10, "id"), (37, "gender"), (body.len() - 1, "nat")] {
+    // Inside the id (the first field), right after it, and inside `id_source` (the last).
+    for (cut, expected) in [(10, "id"), (37, "gender"), (body.len() - 1, "id_source")] {
         let error = decoder.decode(&encode_wire(ID, &body[..cut])).unwrap_err();
         assert_eq!(error.kind(), "avro_body");
         assert!(
@@ -735,13 +744,15 @@ prop_compose! {
             (text(), text(), text(), coordinate(), coordinate(), text(), text()),
         (national_id_name, national_id_value, picture_large, picture_medium, picture_thumbnail, nat) in
             (text(), text(), text(), text(), text(), text()),
+        (source_api_version, age, id_source) in
+            (text(), proptest::option::of(any::<i64>()), text()),
     ) -> UserRecord {
         UserRecord {
             id, gender, title, first_name, last_name, email, username, date_of_birth,
             registered_at, phone, cell, street_number, street_name, city, state, country,
             postcode, latitude, longitude, timezone_offset, timezone_description,
             national_id_name, national_id_value, picture_large, picture_medium,
-            picture_thumbnail, nat,
+            picture_thumbnail, nat, source_api_version, age, id_source,
         }
     }
 }

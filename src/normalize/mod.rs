@@ -79,6 +79,12 @@ pub struct NormalizedUser {
     pub picture_large: Option<String>,
     pub picture_medium: Option<String>,
     pub picture_thumbnail: Option<String>,
+    /// The API version that served the record, as sent (trimmed); from value schema v2 on.
+    pub source_api_version: Option<String>,
+    /// Years, 0..=150 as the API computed them; `None` (with a warning) outside that range.
+    pub age: Option<i32>,
+    /// How the id was obtained, e.g. "login_uuid" (see `randomuser::IdSource`).
+    pub id_source: Option<String>,
 }
 
 /// The result of normalizing one record.
@@ -334,6 +340,9 @@ pub fn normalize(record: &UserRecord) -> Result<Normalized, ValidationError> {
         picture_large: notes.text("picture_large", record.picture_large.as_deref()),
         picture_medium: notes.text("picture_medium", record.picture_medium.as_deref()),
         picture_thumbnail: notes.text("picture_thumbnail", record.picture_thumbnail.as_deref()),
+        source_api_version: notes.text("source_api_version", record.source_api_version.as_deref()),
+        age: notes.age(record.age),
+        id_source: notes.text("id_source", record.id_source.as_deref()),
     };
     Ok(Normalized {
         user,
@@ -377,6 +386,9 @@ impl NormalizedUser {
             picture_medium: self.picture_medium.clone(),
             picture_thumbnail: self.picture_thumbnail.clone(),
             nat: self.nat.clone(),
+            source_api_version: self.source_api_version.clone(),
+            age: self.age.map(i64::from),
+            id_source: self.id_source.clone(),
         }
     }
 }
@@ -590,6 +602,18 @@ impl Notes {
             return None;
         }
         Some(minutes)
+    }
+
+    fn age(&mut self, years: Option<i64>) -> Option<i32> {
+        let years = years?;
+        // The API's generator stays well inside this; anything else is not an age.
+        match i32::try_from(years) {
+            Ok(years) if (0..=150).contains(&years) => Some(years),
+            _ => {
+                self.warn("age", WarningReason::OutOfRange);
+                None
+            }
+        }
     }
 
     fn national_id(&mut self, value: Option<&str>) -> Option<String> {

@@ -62,6 +62,9 @@ fn record(edit: impl FnOnce(&mut UserRecord)) -> UserRecord {
         picture_medium: None,
         picture_thumbnail: None,
         nat: Some("US".to_owned()),
+        source_api_version: None,
+        age: None,
+        id_source: None,
     };
     edit(&mut record);
     record
@@ -480,12 +483,22 @@ fn user_record() -> impl Strategy<Value = UserRecord> {
         text(),
         text(),
     );
-    let rest = (text(), text(), text(), text(), text(), nat());
+    let rest = (
+        text(),
+        text(),
+        text(),
+        text(),
+        text(),
+        nat(),
+        text(),
+        prop::option::of(prop_oneof![any::<i64>(), 0..120i64]),
+        text(),
+    );
     (people, places, rest).prop_map(
         |(
             (id, gender, title, first, last, email, username, dob, registered, phone, cell),
             (number, street, city, state, country, postcode, lat, lon, offset, tz),
-            (id_name, id_value, large, medium, thumbnail, nat),
+            (id_name, id_value, large, medium, thumbnail, nat, api_version, age, id_source),
         )| UserRecord {
             id,
             gender,
@@ -514,6 +527,9 @@ fn user_record() -> impl Strategy<Value = UserRecord> {
             picture_medium: medium,
             picture_thumbnail: thumbnail,
             nat,
+            source_api_version: api_version,
+            age,
+            id_source,
         },
     )
 }

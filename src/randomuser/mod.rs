@@ -169,15 +169,21 @@ pub fn parse_response(body: &[u8]) -> Result<Response, ResponseError> {
             })
         }
     };
+    let version = info.as_ref().and_then(|info| info.version.as_deref());
     let records = results
         .into_iter()
         .enumerate()
         .map(|(index, raw)| match record::map(index, &raw) {
-            Ok((record, id_source)) => RecordOutcome::Accepted(Box::new(ParsedUser {
+            Ok((mut record, id_source)) => {
+                if record.source_api_version.is_none() {
+                    record.source_api_version = version.map(str::to_owned);
+                }
+                RecordOutcome::Accepted(Box::new(ParsedUser {
                 record,
-                raw,
-                id_source,
-            })),
+                    raw,
+                    id_source,
+                }))
+            }
             Err(rejection) => RecordOutcome::Rejected(rejection),
         })
         .collect();

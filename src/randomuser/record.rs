@@ -140,6 +140,14 @@ fn map_element(element: &Value) -> Result<(UserRecord, IdSource), Fault> {
         .flatten();
     let (id, source) = id::derive(login_uuid.as_deref(), &record)?;
     record.id = id;
+    record.id_source = Some(source.as_str().to_owned());
+    // A legacy record carries the API version itself; for 1.x the caller takes it from `info`.
+    if !std::ptr::eq(user, outer) {
+        record.source_api_version = outer
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
     Ok((record, source))
 }
 
@@ -246,7 +254,30 @@ fn map_user(user: &Map<String, Value>) -> Result<UserRecord, Fault> {
         picture_medium: picture.medium,
         picture_thumbnail: picture.thumbnail,
         nat: text(user.get("nat"), "nat")?,
+        // Set by the caller: the version is in the response's or the legacy wrapper's metadata.
+        source_api_version: None,
+        age: age(user.get("dob"))?,
+        // Set by the caller together with the id.
+        id_source: None,
     })
+}
+
+/// `dob.age`, sent by the API versions whose `dob` is an object (1.2 and later).
+fn age(dob: Option<&Value>) -> Result<Option<i64>, Fault> {
+    let Some(Value::Object(dob)) = dob else {
+        return Ok(None);
+    };
+    match dob.get("age") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number.as_i64().map(Some).ok_or_else(|| {
+            Fault::new(
+                "dob.age",
+                RejectReason::InvalidNumber,
+                format!("{number} is not a whole number of years"),
+            )
+        }),
+        Some(other) => Err(Fault::wrong_type("dob.age", "a number", other)),
+    }
 }
 
 #[derive(Default)]

@@ -7,6 +7,7 @@
 //! (`IF NOT EXISTS`), so re-running after a failure half-way is safe.
 
 use scylla::client::session::Session;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 
 use super::{rows_error, SinkError};
 
@@ -18,6 +19,11 @@ pub const CQL_MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../cql/001_keyspace.cql"),
     ),
     (2, "002_users.cql", include_str!("../../cql/002_users.cql")),
+    (
+        3,
+        "003_user_evolution.cql",
+        include_str!("../../cql/003_user_evolution.cql"),
+    ),
 ];
 
 /// Applies every migration not yet recorded in `keyspace`; returns the files it applied.
@@ -36,14 +42,21 @@ pub async fn migrate(
             .replace("{{keyspace}}", keyspace)
             .replace("{{replication}}", replication);
         for (index, statement) in statements(&text).enumerate() {
-            session
-                .query_unpaged(statement, ())
-                .await
-                .map_err(|source| SinkError::Migration {
-                    file,
-                    statement: index + 1,
-                    source: Box::new(source),
-                })?;
+            match session.query_unpaged(statement.as_str(), ()).await {
+                Ok(_) => {}
+                // CQL has no `ADD IF NOT EXISTS` before Cassandra 4.1: a column that is already
+                // there means this file got that far before (and failed to be recorded).
+                Err(source) if adds_existing_column(&statement, &source) => {
+                    tracing::info!(file, statement = index + 1, "columns already added");
+                }
+                Err(source) => {
+                    return Err(SinkError::Migration {
+                        file,
+                        statement: index + 1,
+                        source: Box::new(source),
+                    })
+                }
+            }
         }
         session
             .query_unpaged(
@@ -63,6 +76,18 @@ pub async fn migrate(
         applied.push(file);
     }
     Ok(applied)
+}
+
+fn adds_existing_column(statement: &str, error: &ExecutionError) -> bool {
+    let is_alter = statement
+        .get(..11)
+        .is_some_and(|start| start.eq_ignore_ascii_case("ALTER TABLE"));
+    is_alter
+        && matches!(
+            error,
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(DbError::Invalid, message))
+                if message.contains("already exists")
+        )
 }
 
 async fn already_applied(

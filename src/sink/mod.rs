@@ -14,6 +14,12 @@
 //!
 //! Writes of one user must not run concurrently (the processor serializes them per key); writes of
 //! different users may.
+//!
+//! The columns of value schema v2/v3 (`cql/003_user_evolution.cql`) are written by their own
+//! statement, prepared once the keyspace has them: `userstream migrate` may add them while a
+//! processor runs, and that processor starts filling them within [`EVOLVED_COLUMNS_RECHECK`]
+//! without a restart. Until then each write skips them, counted in
+//! `userstream_sink_evolved_columns_missing_total` and logged at every re-check.
 
 mod migrate;
 
@@ -36,6 +42,10 @@ use crate::normalize::NormalizedUser;
 /// cannot be null): the epoch, i.e. after every real registration.
 const UNKNOWN_REGISTRATION: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
+/// How often a sink whose keyspace lacks the `cql/003` columns checks again whether they were
+/// added (a prepare round trip, so not on every write).
+pub const EVOLVED_COLUMNS_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Errors of the Cassandra side.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -47,6 +57,13 @@ pub enum SinkError {
     },
     #[error("cannot prepare the {statement} statement")]
     Prepare {
+        statement: &'static str,
+        #[source]
+        source: Box<PrepareError>,
+    },
+    /// Preparing failed on the way to Cassandra rather than because of the statement.
+    #[error("cannot prepare the {statement} statement now")]
+    PrepareUnavailable {
         statement: &'static str,
         #[source]
         source: Box<PrepareError>,
@@ -76,7 +93,7 @@ pub enum SinkError {
 impl Retryable for SinkError {
     fn is_retryable(&self) -> bool {
         match self {
-            Self::Connect { .. } => true,
+            Self::Connect { .. } | Self::PrepareUnavailable { .. } => true,
             Self::Execute { source, .. } | Self::Migration { source, .. } => is_transient(source),
             Self::Prepare { .. } | Self::Rows { .. } => false,
         }
@@ -142,6 +159,17 @@ pub struct CassandraSink {
     upsert_by_country: PreparedStatement,
     delete_by_country: PreparedStatement,
     record_version: PreparedStatement,
+    /// The `users_by_id` update of the `cql/003` columns, once they exist.
+    evolved: Arc<EvolvedColumns>,
+}
+
+/// The lazily prepared update of the columns `cql/003` adds, shared by the sink's clones.
+#[derive(Debug)]
+struct EvolvedColumns {
+    cql: String,
+    statement: tokio::sync::OnceCell<PreparedStatement>,
+    /// No prepare is attempted before this instant (the previous attempt found no columns).
+    next_attempt: std::sync::Mutex<std::time::Instant>,
 }
 
 #[derive(Debug, DeserializeRow)]
@@ -283,8 +311,64 @@ impl CassandraSink {
                 ),
             )
             .await?,
+            evolved: Arc::new(EvolvedColumns {
+                cql: format!(
+                    "UPDATE {keyspace}.users_by_id USING TIMESTAMP ? SET source_api_version = ?, \
+                     age = ?, id_source = ? WHERE user_id = ?"
+                ),
+                statement: tokio::sync::OnceCell::new(),
+                next_attempt: std::sync::Mutex::new(std::time::Instant::now()),
+            }),
             session,
         })
+    }
+
+    /// The prepared update of the `cql/003` columns, or `None` while the keyspace lacks them.
+    async fn evolved_statement(&self) -> Result<Option<&PreparedStatement>, SinkError> {
+        let evolved = &*self.evolved;
+        if let Some(statement) = evolved.statement.get() {
+            return Ok(Some(statement));
+        }
+        {
+            let mut next = evolved
+                .next_attempt
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = std::time::Instant::now();
+            if now < *next {
+                return Ok(None);
+            }
+            *next = now + EVOLVED_COLUMNS_RECHECK;
+        }
+        match self.session.prepare(evolved.cql.as_str()).await {
+            Ok(statement) => {
+                tracing::info!("users_by_id has the cql/003 columns; writing them");
+                Ok(Some(
+                    evolved.statement.get_or_init(|| async { statement }).await,
+                ))
+            }
+            // Cassandra refused the statement: the columns are not there (yet).
+            Err(PrepareError::AllAttemptsFailed {
+                first_attempt: RequestAttemptError::DbError(DbError::Invalid, message),
+            }) => {
+                tracing::warn!(
+                    reason = message,
+                    "users_by_id lacks the cql/003 columns (run `userstream migrate`); \
+                     writing without source_api_version, age and id_source"
+                );
+                Ok(None)
+            }
+            Err(source) => {
+                *evolved
+                    .next_attempt
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+                Err(SinkError::PrepareUnavailable {
+                    statement: "update users_by_id (cql/003 columns)",
+                    source: Box::new(source),
+                })
+            }
+        }
     }
 
     /// Writes one version of a user, unless a newer one is already applied.
@@ -307,6 +391,23 @@ impl CassandraSink {
             user_by_id_row(user, source_ts_us, source_txid),
         )
         .await?;
+        match self.evolved_statement().await? {
+            Some(statement) => {
+                self.execute(
+                    "update users_by_id (cql/003 columns)",
+                    statement,
+                    (
+                        source_ts_us,
+                        user.source_api_version.as_deref(),
+                        user.age,
+                        user.id_source.as_deref(),
+                        user.id.as_str(),
+                    ),
+                )
+                .await?
+            }
+            None => metrics::counter!("userstream_sink_evolved_columns_missing_total").increment(1),
+        }
         if let Some(old) = previous.filter(|old| *old != key) {
             self.delete_country_row(&user.id, &old, source_ts_us)
                 .await?;

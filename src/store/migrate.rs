@@ -34,7 +34,17 @@ const MIGRATIONS: &[Migration] = &[
         name: "fetch_rejections",
         sql: include_str!("sql/004_fetch_rejections.sql"),
     },
+    Migration {
+        version: 5,
+        name: "user_evolution",
+        sql: include_str!("sql/005_user_evolution.sql"),
+    },
 ];
+
+/// How many migrations this build knows (versions 1 to this, without gaps).
+pub fn migration_count() -> usize {
+    MIGRATIONS.len()
+}
 
 /// Serializes migrating processes on one database (an arbitrary constant, unique to this use:
 /// "userstr" in ASCII). Held for the migrating transaction only, so a crash releases it.

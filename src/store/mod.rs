@@ -25,7 +25,7 @@ use crate::error::Retryable;
 pub use changes::{
     commit_position, load_position, poll_changes, prune, Change, ChangeKey, Op, Poll, Position,
 };
-pub use migrate::migrate;
+pub use migrate::{migrate, migration_count};
 pub use users::{
     delete_user, record_rejections, upsert_page, validate, RejectedRecord, UpsertOutcome,
 };

@@ -134,7 +134,7 @@ pub async fn delete_user(client: &Client, id: &str) -> Result<bool, StoreError> 
 }
 
 /// The parameters of `upsert_user.sql`, in its column order.
-fn upsert_params<'a>(user: &'a UserRecord, raw: &'a Value) -> [&'a (dyn ToSql + Sync); 28] {
+fn upsert_params<'a>(user: &'a UserRecord, raw: &'a Value) -> [&'a (dyn ToSql + Sync); 31] {
     // Destructured without `..` so that a field added to the model fails to compile here until
     // it has a column.
     let UserRecord {
@@ -165,6 +165,9 @@ fn upsert_params<'a>(user: &'a UserRecord, raw: &'a Value) -> [&'a (dyn ToSql + 
         picture_medium,
         picture_thumbnail,
         nat,
+        source_api_version,
+        age,
+        id_source,
     } = user;
     [
         id,
@@ -195,11 +198,14 @@ fn upsert_params<'a>(user: &'a UserRecord, raw: &'a Value) -> [&'a (dyn ToSql + 
         picture_thumbnail,
         nat,
         raw,
+        source_api_version,
+        age,
+        id_source,
     ]
 }
 
 /// The text fields of a user with their column names.
-fn text_fields(user: &UserRecord) -> [(&'static str, Option<&str>); 23] {
+fn text_fields(user: &UserRecord) -> [(&'static str, Option<&str>); 25] {
     [
         ("id", Some(user.id.as_str())),
         ("gender", user.gender.as_deref()),
@@ -224,6 +230,8 @@ fn text_fields(user: &UserRecord) -> [(&'static str, Option<&str>); 23] {
         ("picture_medium", user.picture_medium.as_deref()),
         ("picture_thumbnail", user.picture_thumbnail.as_deref()),
         ("nat", user.nat.as_deref()),
+        ("source_api_version", user.source_api_version.as_deref()),
+        ("id_source", user.id_source.as_deref()),
     ]
 }
 
@@ -289,6 +297,9 @@ mod tests {
             picture_medium: None,
             picture_thumbnail: None,
             nat: None,
+            source_api_version: None,
+            age: None,
+            id_source: None,
         }
     }
 

@@ -267,51 +267,23 @@ impl TestPipeline {
         Ok(())
     }
 
-    /// Every user in PostgreSQL, read from the typed columns.
+    /// Every user in PostgreSQL: its typed columns (every column but the raw JSON and the
+    /// bookkeeping times), as a `UserRecord`. Read generically, so columns a schema change adds
+    /// are compared too.
     pub async fn pg_users(&self) -> anyhow::Result<BTreeMap<String, UserRecord>> {
         let rows = self
             .pg
             .query(
-                "SELECT id, gender, title, first_name, last_name, email, username, date_of_birth, \
-                 registered_at, phone, cell, street_number, street_name, city, state, country, \
-                 postcode, latitude, longitude, timezone_offset, timezone_description, \
-                 national_id_name, national_id_value, picture_large, picture_medium, \
-                 picture_thumbnail, nat FROM users",
+                "SELECT to_jsonb(u) - 'raw' - 'fetched_at' - 'updated_at' FROM users u",
                 &[],
             )
             .await
             .context("reading users")?;
         rows.iter()
             .map(|row| {
-                let user = UserRecord {
-                    id: row.try_get("id")?,
-                    gender: row.try_get("gender")?,
-                    title: row.try_get("title")?,
-                    first_name: row.try_get("first_name")?,
-                    last_name: row.try_get("last_name")?,
-                    email: row.try_get("email")?,
-                    username: row.try_get("username")?,
-                    date_of_birth: row.try_get("date_of_birth")?,
-                    registered_at: row.try_get("registered_at")?,
-                    phone: row.try_get("phone")?,
-                    cell: row.try_get("cell")?,
-                    street_number: row.try_get("street_number")?,
-                    street_name: row.try_get("street_name")?,
-                    city: row.try_get("city")?,
-                    state: row.try_get("state")?,
-                    country: row.try_get("country")?,
-                    postcode: row.try_get("postcode")?,
-                    latitude: row.try_get("latitude")?,
-                    longitude: row.try_get("longitude")?,
-                    timezone_offset: row.try_get("timezone_offset")?,
-                    timezone_description: row.try_get("timezone_description")?,
-                    national_id_name: row.try_get("national_id_name")?,
-                    national_id_value: row.try_get("national_id_value")?,
-                    picture_large: row.try_get("picture_large")?,
-                    picture_medium: row.try_get("picture_medium")?,
-                    picture_thumbnail: row.try_get("picture_thumbnail")?,
-                    nat: row.try_get("nat")?,
-                };
+                let columns: Value = row.try_get(0)?;
+                let user: UserRecord = serde_json::from_value(columns.clone())
+                    .with_context(|| format!("users row {columns}"))?;
                 Ok((user.id.clone(), user))
             })
             .collect()
@@ -321,26 +293,34 @@ impl TestPipeline {
 
     /// The `users_by_id` row of `user_id`, if any.
     pub async fn user_by_id(&self, user_id: &str) -> anyhow::Result<Option<CassandraUser>> {
-        let query = format!(
-            "SELECT {USER_COLUMNS} FROM {}.users_by_id WHERE user_id = ?",
-            self.keyspace
-        );
-        let rows = self
+        let query = format!("SELECT * FROM {}.users_by_id WHERE user_id = ?", self.keyspace);
+        let result = self
             .cassandra
             .query_unpaged(query, (user_id,))
             .await?
             .into_rows_result()?;
-        Ok(rows.maybe_first_row::<UserByIdRow>()?.map(Into::into))
+        rows_as_json(&result)?
+            .into_iter()
+            .next()
+            .map(CassandraUser::from_json)
+            .transpose()
     }
 
     /// Every `users_by_id` row, by user id.
     pub async fn all_users_by_id(&self) -> anyhow::Result<BTreeMap<String, CassandraUser>> {
-        let query = format!("SELECT {USER_COLUMNS} FROM {}.users_by_id", self.keyspace);
-        let rows: Vec<UserByIdRow> = self.rows(&query).await?;
-        Ok(rows
+        let query = format!("SELECT * FROM {}.users_by_id", self.keyspace);
+        let result = self
+            .cassandra
+            .query_unpaged(query, ())
+            .await?
+            .into_rows_result()?;
+        rows_as_json(&result)?
             .into_iter()
-            .map(|row| (row.user_id.clone(), row.into()))
-            .collect())
+            .map(|row| {
+                let user = CassandraUser::from_json(row)?;
+                Ok((user.user.id.clone(), user))
+            })
+            .collect()
     }
 
     /// Every `users_by_country` row (a full scan; test tables are small).
@@ -378,17 +358,18 @@ impl TestPipeline {
     /// Every row of `table`, each column rendered as text (for searching them).
     pub async fn table_as_text(&self, table: &str) -> anyhow::Result<Vec<Vec<String>>> {
         let query = format!("SELECT * FROM {}.{table}", self.keyspace);
-        let rows: Vec<scylla::value::Row> = self.rows(&query).await?;
-        Ok(rows
+        let result = self
+            .cassandra
+            .query_unpaged(query, ())
+            .await?
+            .into_rows_result()?;
+        Ok(rows_as_json(&result)?
             .into_iter()
             .map(|row| {
-                row.columns
-                    .into_iter()
-                    .flatten()
+                row.into_values()
                     .map(|value| match value {
-                        scylla::value::CqlValue::Text(text)
-                        | scylla::value::CqlValue::Ascii(text) => text,
-                        other => format!("{other:?}"),
+                        Value::String(text) => text,
+                        other => other.to_string(),
                     })
                     .collect()
             })
@@ -571,10 +552,11 @@ pub async fn watermarks(topic: &str, partitions: i32) -> anyhow::Result<BTreeMap
     tokio::task::spawn_blocking(move || {
         (0..partitions)
             .map(|partition| {
-                let ends = consumer
+                let (low, high) = consumer
                     .fetch_watermarks(&topic, partition, Duration::from_secs(10))
                     .with_context(|| format!("watermarks of {topic}/{partition}"))?;
-                Ok((partition, ends))
+                // A broker may answer -1 ("none") for the low end of an empty partition.
+                Ok((partition, (low.max(0), high.max(0))))
             })
             .collect()
     })
@@ -593,7 +575,7 @@ pub async fn read_topic(topic: &str, partitions: i32) -> anyhow::Result<Vec<Owne
     let mut remaining = BTreeMap::new();
     for (&partition, &(low, high)) in &ends {
         if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
             remaining.insert(partition, high);
         }
     }
@@ -672,49 +654,6 @@ pub fn key(message: &OwnedMessage) -> Option<String> {
         .map(|key| String::from_utf8_lossy(key).into_owned())
 }
 
-/// The columns of `users_by_id` a test compares, in [`UserByIdRow`]'s order.
-const USER_COLUMNS: &str = "user_id, country_code, nat, gender, title, first_name, last_name, \
-    email, username, date_of_birth, registered_at, phone, phone_e164, cell, cell_e164, \
-    street_number, street_name, city, state, country, postcode, latitude, longitude, \
-    timezone_offset_minutes, timezone_description, national_id_name, national_id_value, \
-    picture_large, picture_medium, picture_thumbnail, source_ts_us, source_txid";
-
-#[derive(Debug, DeserializeRow)]
-struct UserByIdRow {
-    user_id: String,
-    country_code: Option<String>,
-    nat: Option<String>,
-    gender: Option<String>,
-    title: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    email: Option<String>,
-    username: Option<String>,
-    date_of_birth: Option<NaiveDate>,
-    registered_at: Option<DateTime<Utc>>,
-    phone: Option<String>,
-    phone_e164: Option<String>,
-    cell: Option<String>,
-    cell_e164: Option<String>,
-    street_number: Option<String>,
-    street_name: Option<String>,
-    city: Option<String>,
-    state: Option<String>,
-    country: Option<String>,
-    postcode: Option<String>,
-    latitude: Option<f64>,
-    longitude: Option<f64>,
-    timezone_offset_minutes: Option<i32>,
-    timezone_description: Option<String>,
-    national_id_name: Option<String>,
-    national_id_value: Option<String>,
-    picture_large: Option<String>,
-    picture_medium: Option<String>,
-    picture_thumbnail: Option<String>,
-    source_ts_us: Option<i64>,
-    source_txid: Option<i64>,
-}
-
 /// A `users_by_id` row: the normalized user it holds, and the change it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CassandraUser {
@@ -723,46 +662,69 @@ pub struct CassandraUser {
     pub source_txid: Option<i64>,
 }
 
-impl From<UserByIdRow> for CassandraUser {
-    fn from(row: UserByIdRow) -> Self {
-        Self {
-            user: NormalizedUser {
-                id: row.user_id,
-                // A missing partition-key column of users_by_country would show as "".
-                country_code: row.country_code.unwrap_or_default(),
-                nat: row.nat,
-                gender: row.gender,
-                title: row.title,
-                first_name: row.first_name,
-                last_name: row.last_name,
-                email: row.email,
-                username: row.username,
-                date_of_birth: row.date_of_birth,
-                registered_at: row.registered_at,
-                phone: row.phone,
-                phone_e164: row.phone_e164,
-                cell: row.cell,
-                cell_e164: row.cell_e164,
-                street_number: row.street_number,
-                street_name: row.street_name,
-                city: row.city,
-                state: row.state,
-                country: row.country,
-                postcode: row.postcode,
-                latitude: row.latitude,
-                longitude: row.longitude,
-                timezone_offset_minutes: row.timezone_offset_minutes,
-                timezone_description: row.timezone_description,
-                national_id_name: row.national_id_name,
-                national_id_value: row.national_id_value,
-                picture_large: row.picture_large,
-                picture_medium: row.picture_medium,
-                picture_thumbnail: row.picture_thumbnail,
-            },
-            source_ts_us: row.source_ts_us,
-            source_txid: row.source_txid,
-        }
+impl CassandraUser {
+    /// From a row as [`rows_as_json`] gives it: the columns are the `NormalizedUser` fields
+    /// (`user_id` being `id`), so columns a schema change adds are read without a change here.
+    fn from_json(mut row: serde_json::Map<String, Value>) -> anyhow::Result<Self> {
+        let id = row.remove("user_id").context("users_by_id row without user_id")?;
+        row.insert("id".to_owned(), id);
+        let number = |row: &serde_json::Map<String, Value>, column: &str| {
+            row.get(column).and_then(Value::as_i64)
+        };
+        Ok(Self {
+            source_ts_us: number(&row, "source_ts_us"),
+            source_txid: number(&row, "source_txid"),
+            user: serde_json::from_value(Value::Object(row.clone()))
+                .with_context(|| format!("users_by_id row {row:?}"))?,
+        })
     }
+}
+
+/// Every row of `result` as a JSON object of its columns: text as strings, numbers as numbers,
+/// `date` as "YYYY-MM-DD" and `timestamp` as RFC 3339 (how `NormalizedUser` serializes them).
+pub fn rows_as_json(
+    result: &scylla::response::query_result::QueryRowsResult,
+) -> anyhow::Result<Vec<serde_json::Map<String, Value>>> {
+    use scylla::value::CqlValue;
+    let names: Vec<String> = result
+        .column_specs()
+        .iter()
+        .map(|spec| spec.name().to_owned())
+        .collect();
+    let to_json = |value: Option<CqlValue>| -> anyhow::Result<Value> {
+        Ok(match value {
+            None | Some(CqlValue::Empty) => Value::Null,
+            Some(CqlValue::Text(text) | CqlValue::Ascii(text)) => Value::String(text),
+            Some(CqlValue::Int(n)) => json!(n),
+            Some(CqlValue::BigInt(n)) => json!(n),
+            Some(CqlValue::SmallInt(n)) => json!(n),
+            Some(CqlValue::TinyInt(n)) => json!(n),
+            Some(CqlValue::Double(n)) => json!(n),
+            Some(CqlValue::Float(n)) => json!(n),
+            Some(CqlValue::Boolean(b)) => json!(b),
+            Some(CqlValue::Date(date)) => {
+                let date: NaiveDate = date.try_into().context("date out of range")?;
+                json!(date)
+            }
+            Some(CqlValue::Timestamp(ts)) => {
+                let ts: DateTime<Utc> = ts.try_into().context("timestamp out of range")?;
+                json!(ts)
+            }
+            Some(other) => Value::String(format!("{other:?}")),
+        })
+    };
+    result
+        .rows::<scylla::value::Row>()?
+        .map(|row| {
+            let row = row?;
+            names
+                .iter()
+                .cloned()
+                .zip(row.columns)
+                .map(|(name, value)| Ok((name, to_json(value)?)))
+                .collect()
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, DeserializeRow)]
@@ -876,40 +838,40 @@ pub fn cassandra_difference(
 /// A complete, valid user (German numbering, so both phones have an E.164 form) and the API
 /// record it came from, with credentials that must never leave PostgreSQL.
 pub fn sample_user(id: &str, first_name: &str) -> (UserRecord, Value) {
-    let record = UserRecord {
-        id: id.to_owned(),
-        gender: Some("female".into()),
-        title: Some("Ms".into()),
-        first_name: Some(first_name.to_owned()),
-        last_name: Some("Schneider".into()),
-        email: Some(format!("{id}@example.com")),
-        username: Some(format!("user-{id}")),
-        date_of_birth: "1980-02-03T04:05:06Z".parse().ok(),
-        registered_at: "2015-06-07T08:09:10.123Z".parse().ok(),
-        phone: Some("0171-2345678".into()),
-        cell: Some("0172-3456789".into()),
-        street_number: Some("12".into()),
-        street_name: Some("Lindenstraße".into()),
-        city: Some("Berlin".into()),
-        state: Some("Berlin".into()),
-        country: Some("Germany".into()),
-        postcode: Some("10115".into()),
-        latitude: Some(52.52),
-        longitude: Some(13.405),
-        timezone_offset: Some("+1:00".into()),
-        timezone_description: Some("Brussels, Copenhagen, Madrid, Paris".into()),
-        national_id_name: None,
-        national_id_value: None,
-        picture_large: None,
-        picture_medium: None,
-        picture_thumbnail: None,
-        nat: Some("DE".into()),
-    };
+    let record = user_record(json!({
+        "id": id,
+        "gender": "female",
+        "title": "Ms",
+        "first_name": first_name,
+        "last_name": "Schneider",
+        "email": format!("{id}@example.com"),
+        "username": format!("user-{id}"),
+        "date_of_birth": "1980-02-03T04:05:06Z",
+        "registered_at": "2015-06-07T08:09:10.123Z",
+        "phone": "0171-2345678",
+        "cell": "0172-3456789",
+        "street_number": "12",
+        "street_name": "Lindenstraße",
+        "city": "Berlin",
+        "state": "Berlin",
+        "country": "Germany",
+        "postcode": "10115",
+        "latitude": 52.52,
+        "longitude": 13.405,
+        "timezone_offset": "+1:00",
+        "timezone_description": "Brussels, Copenhagen, Madrid, Paris",
+        "nat": "DE",
+    }));
     let raw = json!({
         "login": {"uuid": id, "password": format!("pw-{id}"), "salt": "NaCl1234"},
         "name": {"first": first_name},
     });
     (record, raw)
+}
+
+/// A `UserRecord` from the fields given (any other field is `None`).
+pub fn user_record(fields: Value) -> UserRecord {
+    serde_json::from_value(fields).expect("a UserRecord literal of the test")
 }
 
 /// Fails with `what` unless `condition`.
