@@ -47,6 +47,9 @@ fn user() -> UserRecord {
         picture_medium: Some("https://randomuser.me/api/portraits/med/women/12.jpg".into()),
         picture_thumbnail: Some("https://randomuser.me/api/portraits/thumb/women/12.jpg".into()),
         nat: Some("IR".into()),
+        source_api_version: Some("1.4".into()),
+        age: Some(44),
+        id_source: Some("login_uuid".into()),
     }
 }
 

@@ -58,7 +58,10 @@ pub enum SchemasCmdError {
     #[error(transparent)]
     Registry(#[from] SchemaError),
     /// The registry's check said no.
-    #[error("{schema} is not compatible with subject {subject} (level {level}): {}", reasons(messages))]
+    #[error(
+        "{schema} is not compatible with subject {subject} (level {level}): {}",
+        reasons(messages)
+    )]
     Incompatible {
         schema: String,
         subject: String,
@@ -114,7 +117,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Sche
             schema.name
         ),
         Outcome::Registered { id } => {
-            println!("{} registered under subject {subject} with id {id}", schema.name)
+            println!(
+                "{} registered under subject {subject} with id {id}",
+                schema.name
+            )
         }
     }
     Ok(())

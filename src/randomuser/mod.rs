@@ -179,7 +179,7 @@ pub fn parse_response(body: &[u8]) -> Result<Response, ResponseError> {
                     record.source_api_version = version.map(str::to_owned);
                 }
                 RecordOutcome::Accepted(Box::new(ParsedUser {
-                record,
+                    record,
                     raw,
                     id_source,
                 }))

@@ -169,7 +169,9 @@ struct EvolvedColumns {
     cql: String,
     statement: tokio::sync::OnceCell<PreparedStatement>,
     /// No prepare is attempted before this instant (the previous attempt found no columns).
-    next_attempt: std::sync::Mutex<std::time::Instant>,
+    /// Held across an attempt, so writers arriving meanwhile wait for its answer instead of
+    /// writing without the columns.
+    next_attempt: tokio::sync::Mutex<std::time::Instant>,
 }
 
 #[derive(Debug, DeserializeRow)]
@@ -317,7 +319,7 @@ impl CassandraSink {
                      age = ?, id_source = ? WHERE user_id = ?"
                 ),
                 statement: tokio::sync::OnceCell::new(),
-                next_attempt: std::sync::Mutex::new(std::time::Instant::now()),
+                next_attempt: tokio::sync::Mutex::new(std::time::Instant::now()),
             }),
             session,
         })
@@ -329,17 +331,15 @@ impl CassandraSink {
         if let Some(statement) = evolved.statement.get() {
             return Ok(Some(statement));
         }
-        {
-            let mut next = evolved
-                .next_attempt
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = std::time::Instant::now();
-            if now < *next {
-                return Ok(None);
-            }
-            *next = now + EVOLVED_COLUMNS_RECHECK;
+        let mut next = evolved.next_attempt.lock().await;
+        if let Some(statement) = evolved.statement.get() {
+            return Ok(Some(statement));
         }
+        let now = std::time::Instant::now();
+        if now < *next {
+            return Ok(None);
+        }
+        *next = now + EVOLVED_COLUMNS_RECHECK;
         match self.session.prepare(evolved.cql.as_str()).await {
             Ok(statement) => {
                 tracing::info!("users_by_id has the cql/003 columns; writing them");
@@ -359,10 +359,7 @@ impl CassandraSink {
                 Ok(None)
             }
             Err(source) => {
-                *evolved
-                    .next_attempt
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+                *next = std::time::Instant::now();
                 Err(SinkError::PrepareUnavailable {
                     statement: "update users_by_id (cql/003 columns)",
                     source: Box::new(source),

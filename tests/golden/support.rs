@@ -93,6 +93,9 @@ const COLUMNS: &[(&str, &str)] = &[
     ("picture_large", "picture_large"),
     ("picture_medium", "picture_medium"),
     ("picture_thumbnail", "picture_thumbnail"),
+    ("source_api_version", "source_api_version"),
+    ("age", "age"),
+    ("id_source", "id_source"),
 ];
 
 fn json(value: &Value) -> String {

@@ -7,16 +7,18 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, NaiveDate, Utc};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use scylla::DeserializeRow;
 use serde_json::{json, Value};
@@ -82,9 +84,10 @@ impl Stage {
 
 /// One test's pipeline. Stages still running when it is dropped are cancelled.
 pub struct TestPipeline {
-    pub database: TestDatabase,
-    /// A connection to the test's database, for the test's own reads and writes.
+    /// A connection to the test's database, for the test's own reads and writes. (Declared
+    /// before `database` so that it closes before the database is dropped.)
     pub pg: Client,
+    pub database: TestDatabase,
     pub topic: String,
     pub dead_letter_topic: String,
     pub keyspace: String,
@@ -293,7 +296,10 @@ impl TestPipeline {
 
     /// The `users_by_id` row of `user_id`, if any.
     pub async fn user_by_id(&self, user_id: &str) -> anyhow::Result<Option<CassandraUser>> {
-        let query = format!("SELECT * FROM {}.users_by_id WHERE user_id = ?", self.keyspace);
+        let query = format!(
+            "SELECT * FROM {}.users_by_id WHERE user_id = ?",
+            self.keyspace
+        );
         let result = self
             .cassandra
             .query_unpaged(query, (user_id,))
@@ -453,10 +459,9 @@ impl TestPipeline {
         result.with_context(|| format!("last difference: {last}"))
     }
 
-    /// Messages on the test's topic, summed over partitions (high minus low watermarks).
-    pub async fn topic_len(&self) -> anyhow::Result<i64> {
-        let ends = watermarks(&self.topic, self.settings.partitions).await?;
-        Ok(ends.values().map(|(low, high)| high - low).sum())
+    /// How many messages the test's topic holds.
+    pub async fn topic_len(&self) -> anyhow::Result<usize> {
+        Ok(self.topic_messages().await?.len())
     }
 
     // ---- Kafka ----
@@ -540,67 +545,57 @@ fn init_tracing() {
         .try_init();
 }
 
-/// The (low, high) watermarks of each partition of `topic`.
-pub async fn watermarks(topic: &str, partitions: i32) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
-    let consumer: StreamConsumer = userstream::kafka::consumer_config(
-        &common::kafka_args(),
-        &common::unique_name("it_watermarks"),
-    )
-    .create()?;
-    let topic = topic.to_owned();
-    // librdkafka's metadata calls block: keep them off the runtime the stages run on.
-    tokio::task::spawn_blocking(move || {
-        (0..partitions)
-            .map(|partition| {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                    .with_context(|| format!("watermarks of {topic}/{partition}"))?;
-                // A broker may answer -1 ("none") for the low end of an empty partition.
-                Ok((partition, (low.max(0), high.max(0))))
-            })
-            .collect()
-    })
-    .await?
-}
-
-/// Reads every message of `topic` up to the high watermarks taken at the start.
+/// Reads every message of `topic`: each partition from its beginning up to its end at the time
+/// of reading (librdkafka's partition-EOF event).
+///
+/// The end is not taken from the high watermark: the local stack's broker (tansu) answers
+/// ListOffsets with the last *batch's* base offset + 1, so a watermark undercounts a log whose
+/// last batch holds several records. The EOF event comes after the whole fetched batch.
 pub async fn read_topic(topic: &str, partitions: i32) -> anyhow::Result<Vec<OwnedMessage>> {
-    let consumer: StreamConsumer = userstream::kafka::consumer_config(
+    let mut config = userstream::kafka::consumer_config(
         &common::kafka_args(),
         &common::unique_name("it_reader"),
-    )
-    .create()?;
-    let ends = watermarks(topic, partitions).await?;
+    );
+    config.set("enable.partition.eof", "true");
+    let consumer: StreamConsumer<EofIsNotAnError> = config.create_with_context(EofIsNotAnError)?;
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = BTreeMap::new();
-    for (&partition, &(low, high)) in &ends {
-        if high > low {
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-            remaining.insert(partition, high);
-        }
-    }
-    let mut messages = Vec::new();
-    if remaining.is_empty() {
-        return Ok(messages);
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    while !remaining.is_empty() {
-        let message = tokio::time::timeout(common::DEFAULT_DEADLINE, consumer.recv())
+    let mut open: BTreeSet<i32> = (0..partitions).collect();
+    let mut messages = Vec::new();
+    while !open.is_empty() {
+        let next = tokio::time::timeout(common::DEFAULT_DEADLINE, consumer.recv())
             .await
-            .with_context(|| format!("reading {topic}: still missing {remaining:?}"))??
-            .detach();
-        let partition = message.partition();
-        if let Some(&high) = remaining.get(&partition) {
-            if message.offset() + 1 >= high {
-                remaining.remove(&partition);
+            .with_context(|| format!("reading {topic}: no end of partitions {open:?}"))?;
+        match next {
+            Ok(message) => messages.push(message.detach()),
+            Err(KafkaError::PartitionEOF(partition)) => {
+                open.remove(&partition);
             }
-            if message.offset() < high {
-                messages.push(message);
-            }
+            Err(error) => return Err(error).with_context(|| format!("reading {topic}")),
         }
     }
     Ok(messages)
 }
+
+/// A client context that does not log the partition-EOF events [`read_topic`] asks for.
+struct EofIsNotAnError;
+
+impl ClientContext for EofIsNotAnError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !eof {
+            tracing::error!(%error, reason, "Kafka client error while reading a topic");
+        }
+    }
+}
+
+impl ConsumerContext for EofIsNotAnError {}
 
 /// A producer for hand-made messages (the pipeline's own producer settings).
 pub fn producer() -> anyhow::Result<FutureProducer> {
@@ -666,7 +661,9 @@ impl CassandraUser {
     /// From a row as [`rows_as_json`] gives it: the columns are the `NormalizedUser` fields
     /// (`user_id` being `id`), so columns a schema change adds are read without a change here.
     fn from_json(mut row: serde_json::Map<String, Value>) -> anyhow::Result<Self> {
-        let id = row.remove("user_id").context("users_by_id row without user_id")?;
+        let id = row
+            .remove("user_id")
+            .context("users_by_id row without user_id")?;
         row.insert("id".to_owned(), id);
         let number = |row: &serde_json::Map<String, Value>, column: &str| {
             row.get(column).and_then(Value::as_i64)

@@ -2,6 +2,7 @@
 //! the `USERSTREAM_*` environment (see `scripts/local-stack env`), with localhost defaults.
 
 mod common;
+mod evolution;
 mod fixture_server;
 mod harness;
 mod kafka;

@@ -69,6 +69,9 @@ fn user(id: &str, city: &str) -> (UserRecord, Value) {
         picture_medium: Some("https://randomuser.me/api/portraits/med/women/1.jpg".into()),
         picture_thumbnail: Some("https://randomuser.me/api/portraits/thumb/women/1.jpg".into()),
         nat: Some("DE".into()),
+        source_api_version: Some("1.4".into()),
+        age: Some(44),
+        id_source: Some("login_uuid".into()),
     };
     let credential = |kind: &str| format!("{kind}-{SECRET_MARK}-{id}");
     let raw = json!({
@@ -171,7 +174,10 @@ async fn migrating_again_or_concurrently_is_harmless() -> anyhow::Result<()> {
     let mut applied = [one?, two?].concat();
     applied.sort_unstable();
     let every_version: Vec<i32> = (1..=store::migration_count() as i32).collect();
-    assert_eq!(applied, every_version, "each migration applied exactly once");
+    assert_eq!(
+        applied, every_version,
+        "each migration applied exactly once"
+    );
 
     upsert_page(&mut first, &page(&["a"])).await?;
     assert_eq!(store::migrate(&mut first).await?, Vec::<i32>::new());
