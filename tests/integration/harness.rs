@@ -5,8 +5,6 @@
 //! Every read-back helper reads the real services (Cassandra through its own session, Kafka with
 //! a fresh consumer of its own), so what a test asserts is what a user of the pipeline would see.
 
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
