@@ -289,6 +289,8 @@ fn check_hand_written_expectations(users: &BTreeMap<String, CassandraUser>) -> a
 /// `fetch_rejections` (the fetcher refused it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_record_is_written_normalized_or_accounted_for() -> anyhow::Result<()> {
+    // The process-wide recorder behind `/metrics`; installed before the stages count anything.
+    let metrics = userstream::telemetry::prometheus();
     let mut pipeline = TestPipeline::new("it_e2e").await?;
     let run = run_all_fixtures(&mut pipeline).await?;
 
@@ -450,6 +452,22 @@ async fn every_fixture_record_is_written_normalized_or_accounted_for() -> anyhow
         message.contains("country_code") && message.contains("no ISO nationality"),
         format!("reason for Jenny Dombrowski: {message:?}"),
     )?;
+
+    // The processor's /metrics shows what normalization accepted, repaired and refused, by
+    // field and reason (other tests share the recorder, so only presence is asserted).
+    let exposition = metrics.render();
+    for series in [
+        "userstream_normalize_accepted_total",
+        r#"userstream_normalize_rejected_total{field="country_code",reason="no_country"}"#,
+        "userstream_normalize_repaired_total{field=",
+        r#"userstream_processor_dead_lettered_total{reason="invalid_value"}"#,
+        "userstream_processor_records_written_total{",
+    ] {
+        check(
+            exposition.contains(series),
+            format!("/metrics has no {series}"),
+        )?;
+    }
 
     pipeline.stop_processor().await?;
     pipeline.stop_cdc().await?;
