@@ -54,3 +54,42 @@ pub struct UserRecord {
     /// How `id` was obtained: [`crate::randomuser::IdSource::as_str`], e.g. "login_uuid".
     pub id_source: Option<String>,
 }
+
+impl UserRecord {
+    /// A user with only an id, every other field absent: the starting point for building one
+    /// field by field.
+    pub fn with_id(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            gender: None,
+            title: None,
+            first_name: None,
+            last_name: None,
+            email: None,
+            username: None,
+            date_of_birth: None,
+            registered_at: None,
+            phone: None,
+            cell: None,
+            street_number: None,
+            street_name: None,
+            city: None,
+            state: None,
+            country: None,
+            postcode: None,
+            latitude: None,
+            longitude: None,
+            timezone_offset: None,
+            timezone_description: None,
+            national_id_name: None,
+            national_id_value: None,
+            picture_large: None,
+            picture_medium: None,
+            picture_thumbnail: None,
+            nat: None,
+            source_api_version: None,
+            age: None,
+            id_source: None,
+        }
+    }
+}

@@ -54,38 +54,7 @@ fn full_user() -> UserRecord {
 }
 
 fn empty_user() -> UserRecord {
-    UserRecord {
-        id: "00000000-0000-0000-0000-000000000000".into(),
-        gender: None,
-        title: None,
-        first_name: None,
-        last_name: None,
-        email: None,
-        username: None,
-        date_of_birth: None,
-        registered_at: None,
-        phone: None,
-        cell: None,
-        street_number: None,
-        street_name: None,
-        city: None,
-        state: None,
-        country: None,
-        postcode: None,
-        latitude: None,
-        longitude: None,
-        timezone_offset: None,
-        timezone_description: None,
-        national_id_name: None,
-        national_id_value: None,
-        picture_large: None,
-        picture_medium: None,
-        picture_thumbnail: None,
-        nat: None,
-        source_api_version: None,
-        age: None,
-        id_source: None,
-    }
+    UserRecord::with_id("00000000-0000-0000-0000-000000000000")
 }
 
 fn persian_user() -> UserRecord {

@@ -35,36 +35,8 @@ fn all_fixture_records() -> Vec<UserRecord> {
 /// A record with only an id and a nationality, plus what `edit` sets.
 fn record(edit: impl FnOnce(&mut UserRecord)) -> UserRecord {
     let mut record = UserRecord {
-        id: "63e557de-96c6-4547-823a-44569defa2ca".to_owned(),
-        gender: None,
-        title: None,
-        first_name: None,
-        last_name: None,
-        email: None,
-        username: None,
-        date_of_birth: None,
-        registered_at: None,
-        phone: None,
-        cell: None,
-        street_number: None,
-        street_name: None,
-        city: None,
-        state: None,
-        country: None,
-        postcode: None,
-        latitude: None,
-        longitude: None,
-        timezone_offset: None,
-        timezone_description: None,
-        national_id_name: None,
-        national_id_value: None,
-        picture_large: None,
-        picture_medium: None,
-        picture_thumbnail: None,
         nat: Some("US".to_owned()),
-        source_api_version: None,
-        age: None,
-        id_source: None,
+        ..UserRecord::with_id("63e557de-96c6-4547-823a-44569defa2ca")
     };
     edit(&mut record);
     record
