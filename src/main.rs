@@ -5,6 +5,9 @@ use userstream::cli::{Cli, Command};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     userstream::telemetry::init_tracing();
+    // Installed before any stage counts anything; a recorder installed on the first scrape would
+    // miss what happened before it.
+    userstream::telemetry::prometheus();
     let shutdown = userstream::shutdown::on_signals();
     match cli.command {
         Command::Migrate(config) => userstream::migrate::run(config, shutdown).await?,

@@ -79,6 +79,7 @@ pub async fn serve_metrics(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), TelemetryError> {
+    prometheus();
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TelemetryError::Bind { addr, source })?;
