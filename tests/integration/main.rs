@@ -3,6 +3,7 @@
 
 mod common;
 mod evolution;
+mod fetcher;
 mod fixture_server;
 mod harness;
 mod kafka;
