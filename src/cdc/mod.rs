@@ -85,6 +85,16 @@ pub struct CdcOptions {
         value_parser = humantime::parse_duration
     )]
     pub prune_every: Duration,
+
+    /// How long shutdown waits for the round in flight to be acknowledged by Kafka; a round cut
+    /// off is not committed and is produced again after the restart.
+    #[arg(
+        long = "cdc-drain-timeout",
+        env = "USERSTREAM_CDC_DRAIN_TIMEOUT",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
+    pub drain_timeout: Duration,
 }
 
 /// Why the CDC stage stopped.
@@ -219,7 +229,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
             client = Some(pg).filter(|pg: &Client| !pg.is_closed());
             result
         };
-        match round.await {
+        let drain_deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(config.options.drain_timeout).await;
+        };
+        let outcome = tokio::select! {
+            outcome = round => outcome,
+            () = drain_deadline => {
+                tracing::warn!(
+                    drain_timeout = ?config.options.drain_timeout,
+                    "Kafka did not acknowledge the last round in time; it stays uncommitted and is \
+                     produced again after the restart"
+                );
+                break;
+            }
+        };
+        match outcome {
             Ok(produced) => {
                 backoff = Backoff::new(policy);
                 health.set_ready(true);

@@ -89,7 +89,11 @@ async fn every_transient_fault_is_retried_until_the_page_arrives() -> anyhow::Re
 #[tokio::test]
 async fn a_slow_response_times_out_and_is_retried() -> anyhow::Result<()> {
     let (_database, mut client) = database().await?;
-    let options = options(faulty_url("slow-3s-x1"), PAGE_SIZE, Duration::from_millis(500));
+    let options = options(
+        faulty_url("slow-3s-x1"),
+        PAGE_SIZE,
+        Duration::from_millis(500),
+    );
     let report = fetcher(&options)?
         .fetch(&mut client, "slow-seed", 1, &CancellationToken::new())
         .await?;
@@ -98,8 +102,7 @@ async fn a_slow_response_times_out_and_is_retried() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_page_that_never_arrives_is_reported_and_nothing_is_half_written() -> anyhow::Result<()>
-{
+async fn a_page_that_never_arrives_is_reported_and_nothing_is_half_written() -> anyhow::Result<()> {
     for spec in ["status-503", "truncated", "html"] {
         let (_database, mut client) = database().await?;
         let options = options(faulty_url(spec), PAGE_SIZE, Duration::from_secs(10));
@@ -108,7 +111,10 @@ async fn a_page_that_never_arrives_is_reported_and_nothing_is_half_written() -> 
             .await;
         match result {
             Err(FetchError::GaveUp { attempts, .. }) => {
-                ensure!(attempts == 4, "{spec}: gave up after {attempts} attempts, not 4")
+                ensure!(
+                    attempts == 4,
+                    "{spec}: gave up after {attempts} attempts, not 4"
+                )
             }
             other => anyhow::bail!("{spec}: expected the fetcher to give up, got {other:?}"),
         }
@@ -123,7 +129,11 @@ async fn a_page_that_never_arrives_is_reported_and_nothing_is_half_written() -> 
 #[tokio::test]
 async fn fetching_the_same_users_again_changes_nothing() -> anyhow::Result<()> {
     let (_database, mut client) = database().await?;
-    let options = options(common::randomuser_url(), 2 * PAGE_SIZE, Duration::from_secs(10));
+    let options = options(
+        common::randomuser_url(),
+        2 * PAGE_SIZE,
+        Duration::from_secs(10),
+    );
     let fetcher = fetcher(&options)?;
     let first = fetcher
         .fetch(&mut client, "same-seed", 1, &CancellationToken::new())

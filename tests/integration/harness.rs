@@ -165,6 +165,7 @@ impl TestPipeline {
                 poll_interval: Duration::from_millis(50),
                 batch_size: self.settings.cdc_batch_size,
                 prune_every: Duration::from_secs(3600),
+                drain_timeout: Duration::from_secs(10),
             },
         }
     }
