@@ -431,22 +431,14 @@ impl Store {
             .transaction()
             .await
             .map_err(query("starting a subject deletion"))?;
-        lock_subject(&tx, subject).await?;
-        let rows = tx
-            .query(
-                "SELECT version, deleted FROM schema_registry.subject_versions \
-                 WHERE subject = $1 ORDER BY version",
-                &[&subject],
-            )
-            .await
-            .map_err(query("reading the subject's versions"))?;
-        if rows.is_empty() {
+        let versions = versions_under_lock(&tx, subject).await?;
+        if versions.is_empty() {
             return Ok(SubjectDeletion::NotFound);
         }
-        let live: Vec<i32> = rows
+        let live: Vec<i32> = versions
             .iter()
-            .filter(|row| !row.get::<_, bool>(1))
-            .map(|row| row.get(0))
+            .filter(|(_, deleted)| !deleted)
+            .map(|&(version, _)| version)
             .collect();
         if live.is_empty() {
             return Ok(SubjectDeletion::AlreadyDeleted);
@@ -481,16 +473,7 @@ impl Store {
             .transaction()
             .await
             .map_err(query("starting a version deletion"))?;
-        lock_subject(&tx, subject).await?;
-        let rows = tx
-            .query(
-                "SELECT version, deleted FROM schema_registry.subject_versions \
-                 WHERE subject = $1 ORDER BY version",
-                &[&subject],
-            )
-            .await
-            .map_err(query("reading the subject's versions"))?;
-        let versions: Vec<(i32, bool)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let versions = versions_under_lock(&tx, subject).await?;
         let target = match spec {
             VersionSpec::Latest => match versions.iter().rev().find(|(_, deleted)| !deleted) {
                 Some(&(version, _)) => version,
@@ -528,6 +511,24 @@ fn subject_version(row: &Row) -> SubjectVersion {
         id: row.get(2),
         schema: row.get(3),
     }
+}
+
+/// Takes `subject`'s lock for the transaction, then reads its versions as (number, deleted),
+/// oldest first: what every change of a subject's versions starts from.
+async fn versions_under_lock(
+    tx: &Transaction<'_>,
+    subject: &str,
+) -> Result<Vec<(i32, bool)>, StoreError> {
+    lock_subject(tx, subject).await?;
+    let rows = tx
+        .query(
+            "SELECT version, deleted FROM schema_registry.subject_versions \
+             WHERE subject = $1 ORDER BY version",
+            &[&subject],
+        )
+        .await
+        .map_err(query("reading the subject's versions"))?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 async fn lock_subject(tx: &Transaction<'_>, subject: &str) -> Result<(), StoreError> {
