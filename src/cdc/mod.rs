@@ -89,6 +89,8 @@ pub struct CdcOptions {
     /// How long shutdown waits for the round in flight to be acknowledged by Kafka; a round cut
     /// off is not committed and is produced again after the restart.
     #[arg(
+        id = "cdc_drain_timeout",
+        value_name = "CDC_DRAIN_TIMEOUT",
         long = "cdc-drain-timeout",
         env = "USERSTREAM_CDC_DRAIN_TIMEOUT",
         default_value = "30s",
