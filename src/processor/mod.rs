@@ -159,6 +159,8 @@ struct Lanes {
     tracker: Arc<Mutex<OffsetTracker>>,
     topic: String,
     policy: BackoffPolicy,
+    /// Not ready while writes fail and are being retried (Cassandra or the broker is down).
+    health: Health,
 }
 
 /// Runs the processor until `shutdown`, then drains and commits.
@@ -173,7 +175,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Proc
     }
     let policy = BackoffPolicy::default();
     let sink = connect_sink(&config.cassandra, policy, &shutdown).await?;
-    let processor = Processor::new(&config, sink, policy)?;
+    let processor = Processor::new(&config, sink, policy, health.clone())?;
     health.set_ready(true);
     processor.run(shutdown).await
 }
@@ -208,6 +210,7 @@ impl Processor {
         config: &Config,
         sink: CassandraSink,
         policy: BackoffPolicy,
+        health: Health,
     ) -> Result<Self, ProcessError> {
         let mut consumer_config =
             crate::kafka::consumer_config(&config.kafka, &config.options.group_id);
@@ -236,6 +239,7 @@ impl Processor {
                 tracker: Arc::default(),
                 topic: config.topic.topic.clone(),
                 policy,
+                health,
             }),
             write_lanes: config.options.write_lanes.max(1),
             lane_capacity: config.options.lane_capacity.max(1),
@@ -355,8 +359,16 @@ async fn lane(
 ) -> Result<(), ProcessError> {
     while let Some(work) = receiver.recv().await {
         let (partition, offset) = (work.partition(), work.offset());
-        let done = retry("process message", lanes.policy, &stop, || {
-            work.execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
+        let done = retry("process message", lanes.policy, &stop, || async {
+            let result = work
+                .execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
+                .await;
+            lanes.health.set_ready(
+                result
+                    .as_ref()
+                    .map_or_else(|error| !error.is_retryable(), |_| true),
+            );
+            result
         })
         .await;
         match done {
