@@ -808,6 +808,22 @@ impl Parser {
         })
     }
 
+    /// The `WHERE …` and optional `IF EXISTS` that end an UPDATE or DELETE (`statement`).
+    fn where_if_exists(&mut self, statement: &str) -> Result<(Vec<Relation>, bool), CqlError> {
+        self.expect_kw("where")?;
+        let relations = self.relations()?;
+        let if_exists = match self.condition()? {
+            None => false,
+            Some(Condition::IfExists) => true,
+            Some(Condition::IfNotExists) => {
+                return Err(CqlError::syntax(format!(
+                    "IF NOT EXISTS is not valid on {statement}"
+                )))
+            }
+        };
+        Ok((relations, if_exists))
+    }
+
     fn condition(&mut self) -> Result<Option<Condition>, CqlError> {
         if !self.accept_kw("if") {
             return Ok(None);
@@ -837,15 +853,7 @@ impl Parser {
                 break;
             }
         }
-        self.expect_kw("where")?;
-        let relations = self.relations()?;
-        let if_exists = match self.condition()? {
-            None => false,
-            Some(Condition::IfExists) => true,
-            Some(Condition::IfNotExists) => {
-                return Err(CqlError::syntax("IF NOT EXISTS is not valid on UPDATE"))
-            }
-        };
+        let (relations, if_exists) = self.where_if_exists("UPDATE")?;
         Ok(Update {
             table,
             using,
@@ -918,15 +926,7 @@ impl Parser {
         if using.ttl.is_some() {
             return Err(CqlError::invalid("DELETE does not accept USING TTL"));
         }
-        self.expect_kw("where")?;
-        let relations = self.relations()?;
-        let if_exists = match self.condition()? {
-            None => false,
-            Some(Condition::IfExists) => true,
-            Some(Condition::IfNotExists) => {
-                return Err(CqlError::syntax("IF NOT EXISTS is not valid on DELETE"))
-            }
-        };
+        let (relations, if_exists) = self.where_if_exists("DELETE")?;
         Ok(Delete {
             table,
             targets,
