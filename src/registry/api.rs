@@ -186,6 +186,12 @@ pub fn router(store: Store) -> Router {
         .route("/schemas/types", get(schema_types))
         .route("/schemas/ids/{id}", get(get_schema_by_id))
         .route("/schemas/ids/{id}/schema", get(get_raw_schema_by_id))
+        .route("/schemas/ids/{id}/versions", get(get_versions_of_schema))
+        .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            get(get_referenced_by),
+        )
+        .route("/mode", get(get_mode))
         .route("/config", get(get_global_config).put(put_global_config))
         .route(
             "/config/{subject}",
@@ -195,7 +201,7 @@ pub fn router(store: Store) -> Router {
         )
         .route(
             "/compatibility/subjects/{subject}/versions",
-            post(check_against_subject),
+            post(check_against_required_versions),
         )
         .route(
             "/compatibility/subjects/{subject}/versions/{version}",
@@ -565,13 +571,20 @@ async fn delete_subject_config(
     }
 }
 
-async fn check_against_subject(
+async fn check_against_required_versions(
     State(store): State<Store>,
     Path(subject): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> ApiResult {
-    check_compatibility(&store, subject, VersionSpec::Latest, &query, &body).await
+    check_compatibility(
+        &store,
+        subject,
+        CheckAgainst::RequiredVersions,
+        &query,
+        &body,
+    )
+    .await
 }
 
 async fn check_against_version(
@@ -581,28 +594,43 @@ async fn check_against_version(
     body: Bytes,
 ) -> ApiResult {
     let spec = parse_version(&raw_version)?;
-    check_compatibility(&store, subject, spec, &query, &body).await
+    check_compatibility(&store, subject, CheckAgainst::One(spec), &query, &body).await
 }
 
-/// `latest` checks as a registration would (the newest version, or all of them for the
-/// `_TRANSITIVE` levels) and is compatible with an empty subject; a numbered version checks
-/// against that version alone.
+/// Which versions a compatibility check compares the candidate with.
+enum CheckAgainst {
+    /// Those a registration would: the newest, or every one for the `_TRANSITIVE` levels. An
+    /// empty subject accepts anything.
+    RequiredVersions,
+    /// That version alone, whatever the level's transitivity (as Confluent's registry does for
+    /// `/versions/{version}`). A numbered version must exist; `latest` of an empty subject
+    /// accepts anything.
+    One(VersionSpec),
+}
+
 async fn check_compatibility(
     store: &Store,
     subject: String,
-    spec: VersionSpec,
+    against: CheckAgainst,
     query: &HashMap<String, String>,
     body: &Bytes,
 ) -> ApiResult {
     let schema = parse_schema_request(body)?;
     let mut live = store.live_versions(&subject).await?;
-    if let VersionSpec::Number(wanted) = spec {
-        if live.versions.is_empty() {
-            return Err(ApiError::SubjectNotFound(subject));
+    match against {
+        CheckAgainst::RequiredVersions => {}
+        CheckAgainst::One(VersionSpec::Latest) => {
+            let latest = live.versions.pop();
+            live.versions = latest.into_iter().collect();
         }
-        live.versions.retain(|(version, _)| *version == wanted);
-        if live.versions.is_empty() {
-            return Err(ApiError::VersionNotFound(wanted.to_string()));
+        CheckAgainst::One(VersionSpec::Number(wanted)) => {
+            if live.versions.is_empty() {
+                return Err(ApiError::SubjectNotFound(subject));
+            }
+            live.versions.retain(|(version, _)| *version == wanted);
+            if live.versions.is_empty() {
+                return Err(ApiError::VersionNotFound(wanted.to_string()));
+            }
         }
     }
     let messages = live.check(&schema.schema);
@@ -611,6 +639,41 @@ async fn check_compatibility(
         response["messages"] = json!(messages);
     }
     Ok(ok(&response))
+}
+
+async fn get_versions_of_schema(
+    State(store): State<Store>,
+    Path(raw_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let id: i32 = raw_id
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::SchemaNotFound(raw_id.clone()))?;
+    let versions = store
+        .versions_of_schema(id, flag(&query, "deleted"))
+        .await?
+        .ok_or(ApiError::SchemaNotFound(raw_id))?;
+    let body: Vec<_> = versions
+        .into_iter()
+        .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+        .collect();
+    Ok(ok(&body))
+}
+
+/// Schema references are not supported, so no schema ever refers to another; the version itself
+/// must exist, as in Confluent's registry.
+async fn get_referenced_by(
+    State(store): State<Store>,
+    Path((subject, version)): Path<(String, String)>,
+) -> ApiResult {
+    find_version(&store, subject, &version, false).await?;
+    Ok(ok(&Vec::<i32>::new()))
+}
+
+/// The registry always accepts writes (no IMPORT or READONLY mode).
+async fn get_mode() -> Response {
+    ok(&json!({ "mode": "READWRITE" }))
 }
 
 #[cfg(test)]

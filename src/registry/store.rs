@@ -233,6 +233,33 @@ impl Store {
         Ok(row.map(|row| row.get(0)))
     }
 
+    /// The subject versions that use schema `id`, or `None` when no schema has that id.
+    pub async fn versions_of_schema(
+        &self,
+        id: i32,
+        include_deleted: bool,
+    ) -> Result<Option<Vec<(String, i32)>>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT v.subject, v.version FROM schema_registry.schemas s \
+                 LEFT JOIN schema_registry.subject_versions v \
+                   ON v.schema_id = s.id AND (NOT v.deleted OR $2) \
+                 WHERE s.id = $1 ORDER BY v.subject, v.version",
+                &[&id, &include_deleted],
+            )
+            .await
+            .map_err(query("listing the versions of a schema"))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .filter_map(|row| Some((row.get::<_, Option<String>>(0)?, row.get(1))))
+                .collect(),
+        ))
+    }
+
     /// The newest version of `subject` whose schema is `schema`.
     pub async fn find(
         &self,

@@ -32,8 +32,22 @@ pub async fn migrate(
     keyspace: &str,
     replication: &str,
 ) -> Result<Vec<&'static str>, SinkError> {
+    migrate_to(session, keyspace, replication, i32::MAX).await
+}
+
+/// Like [`migrate`], but stops after migration `last_version`: the keyspace as the release that
+/// ended with that file left it.
+pub async fn migrate_to(
+    session: &Session,
+    keyspace: &str,
+    replication: &str,
+    last_version: i32,
+) -> Result<Vec<&'static str>, SinkError> {
     let mut applied = Vec::new();
-    for &(version, file, text) in CQL_MIGRATIONS {
+    for &(version, file, text) in CQL_MIGRATIONS
+        .iter()
+        .take_while(|(version, ..)| *version <= last_version)
+    {
         // The first file creates the ledger itself, so it always runs (it is idempotent).
         if version > 1 && already_applied(session, keyspace, version).await? {
             continue;

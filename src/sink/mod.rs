@@ -32,7 +32,7 @@ use scylla::errors::{DbError, ExecutionError, NewSessionError, PrepareError, Req
 use scylla::statement::prepared::PreparedStatement;
 use scylla::{DeserializeRow, SerializeRow};
 
-pub use migrate::{migrate, CQL_MIGRATIONS};
+pub use migrate::{migrate, migrate_to, CQL_MIGRATIONS};
 
 use crate::config::CassandraArgs;
 use crate::error::Retryable;

@@ -128,24 +128,96 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
-        // Drop runs outside any async context we could await on, so the clean-up gets a thread
-        // and a runtime of its own; a failure only leaves a stray database behind.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime
-                .block_on(async {
-                    let (client, connection) =
-                        tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
-                    tokio::spawn(connection);
-                    client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await
-                })
-                .map_err(std::io::Error::other)
-        })
-        .join();
+        clean_up(format!("database {name}"), async move {
+            let (client, connection) =
+                tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await?;
+            Ok(())
+        });
+    }
+}
+
+/// A Cassandra keyspace name of its own for one test, dropped (if it was created) when the
+/// value is dropped: a real node slows down as keyspaces pile up.
+pub struct TestKeyspace {
+    pub name: String,
+}
+
+impl TestKeyspace {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            name: unique_name(prefix),
+        }
+    }
+}
+
+impl Drop for TestKeyspace {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        clean_up(format!("keyspace {name}"), async move {
+            let session = scylla::client::session_builder::SessionBuilder::new()
+                .known_nodes(cassandra_nodes())
+                .build()
+                .await?;
+            session
+                .query_unpaged(format!("DROP KEYSPACE IF EXISTS {name}"), ())
+                .await?;
+            Ok(())
+        });
+    }
+}
+
+/// Kafka topics of one test, deleted when the value is dropped (missing ones are ignored).
+pub struct TestTopics {
+    pub names: Vec<String>,
+}
+
+impl TestTopics {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            names: names.into_iter().collect(),
+        }
+    }
+}
+
+impl Drop for TestTopics {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut self.names);
+        clean_up(format!("topics {names:?}"), async move {
+            use rdkafka::admin::{AdminClient, AdminOptions};
+            use rdkafka::client::DefaultClientContext;
+            let admin: AdminClient<DefaultClientContext> =
+                userstream::kafka::producer_config(&kafka_args()).create()?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            admin
+                .delete_topics(
+                    &names,
+                    &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+                )
+                .await?;
+            Ok(())
+        });
+    }
+}
+
+/// Runs a clean-up to its end from a `Drop`, which runs outside any async context we could await
+/// on: the work gets a thread and a runtime of its own. A failure is reported and otherwise only
+/// leaves a stray name behind.
+fn clean_up(what: String, work: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+    let outcome = std::thread::spawn(move || -> anyhow::Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(work)
+    })
+    .join();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => eprintln!("clean-up of {what} failed: {error:#}"),
+        Err(_) => eprintln!("clean-up of {what} panicked"),
     }
 }
 

@@ -30,7 +30,7 @@ use userstream::model::UserRecord;
 use userstream::normalize::NormalizedUser;
 use userstream::{cdc, processor, sink, store};
 
-use crate::common::{self, TestDatabase};
+use crate::common::{self, TestDatabase, TestKeyspace, TestTopics};
 
 /// How long a stage may take to stop after its token is cancelled.
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
@@ -49,6 +49,9 @@ pub struct Settings {
     /// lands in the middle of a stream.
     pub write_lanes: usize,
     pub lane_capacity: usize,
+    /// The CQL migrations applied to the test's keyspace: every one, or those up to this version
+    /// (a keyspace as an older release left it).
+    pub cql_migrations_up_to: Option<i32>,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             cdc_batch_size: 1000,
             write_lanes: 64,
             lane_capacity: 16,
+            cql_migrations_up_to: None,
         }
     }
 }
@@ -96,6 +100,11 @@ pub struct TestPipeline {
     pub cassandra: Arc<Session>,
     cdc: Option<Stage>,
     processor: Option<Stage>,
+    /// More processors in the same consumer group, oldest first.
+    more_processors: Vec<Stage>,
+    /// Drop the keyspace and the topics with the pipeline.
+    _keyspace: TestKeyspace,
+    _topics: TestTopics,
 }
 
 impl TestPipeline {
@@ -110,6 +119,8 @@ impl TestPipeline {
         store::migrate(&mut pg).await?;
 
         let topic = common::unique_name(prefix);
+        let dead_letter_topic = userstream::kafka::dead_letter_topic(&topic);
+        let topics = TestTopics::new([topic.clone(), dead_letter_topic.clone()]);
         let topic_args = TopicArgs {
             topic: topic.clone(),
             partitions: settings.partitions,
@@ -117,15 +128,19 @@ impl TestPipeline {
         };
         cdc::ensure_topics(&common::kafka_args(), &topic_args).await?;
 
-        let keyspace = common::unique_name(prefix);
+        let test_keyspace = TestKeyspace::new(prefix);
+        let keyspace = test_keyspace.name.clone();
         let cassandra_args = cassandra_args(&keyspace);
         let session = sink::connect(&cassandra_args).await?;
-        sink::migrate(&session, &keyspace, REPLICATION).await?;
+        match settings.cql_migrations_up_to {
+            None => sink::migrate(&session, &keyspace, REPLICATION).await?,
+            Some(last) => sink::migrate_to(&session, &keyspace, REPLICATION, last).await?,
+        };
 
         Ok(Self {
             database,
             pg,
-            dead_letter_topic: userstream::kafka::dead_letter_topic(&topic),
+            dead_letter_topic,
             topic,
             group_id: common::unique_name(&format!("{prefix}_group")),
             cdc_name: common::unique_name(&format!("{prefix}_cdc")),
@@ -134,6 +149,9 @@ impl TestPipeline {
             cassandra: Arc::new(session),
             cdc: None,
             processor: None,
+            more_processors: Vec::new(),
+            _keyspace: test_keyspace,
+            _topics: topics,
         })
     }
 
@@ -205,13 +223,55 @@ impl TestPipeline {
 
     pub fn start_processor(&mut self) {
         assert!(self.processor.is_none(), "the processor is already running");
+        self.processor = Some(self.spawn_processor());
+    }
+
+    fn spawn_processor(&self) -> Stage {
         let token = CancellationToken::new();
         let future = processor::run(self.processor_config(), token.clone());
-        self.processor = Some(spawn_stage(
-            "process",
-            token,
-            async move { Ok(future.await?) },
-        ));
+        spawn_stage("process", token, async move { Ok(future.await?) })
+    }
+
+    /// Starts one more processor in the test's consumer group.
+    pub fn start_another_processor(&mut self) {
+        let stage = self.spawn_processor();
+        self.more_processors.push(stage);
+    }
+
+    /// Stops the oldest of the processors [`Self::start_another_processor`] started.
+    pub async fn stop_another_processor(&mut self) -> anyhow::Result<()> {
+        ensure!(
+            !self.more_processors.is_empty(),
+            "no other processor is running"
+        );
+        self.more_processors.remove(0).stop().await
+    }
+
+    /// Waits until the processors' consumer group has `wanted` members.
+    pub async fn wait_for_group_members(&self, wanted: usize) -> anyhow::Result<()> {
+        self.eventually(
+            &format!("the group has {wanted} members"),
+            common::DEFAULT_DEADLINE,
+            || async { Ok((self.group_members().await?.len() == wanted).then_some(())) },
+        )
+        .await
+    }
+
+    /// The member ids of the processors' consumer group, as the group coordinator reports them.
+    pub async fn group_members(&self) -> anyhow::Result<Vec<String>> {
+        let consumer: StreamConsumer =
+            userstream::kafka::consumer_config(&common::kafka_args(), &self.group_id).create()?;
+        let group_id = self.group_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let groups = consumer.fetch_group_list(Some(&group_id), Duration::from_secs(10))?;
+            Ok(groups
+                .groups()
+                .iter()
+                .flat_map(|group| group.members())
+                .map(|member| member.id().to_owned())
+                .collect())
+        })
+        .await?
     }
 
     pub async fn stop_processor(&mut self) -> anyhow::Result<()> {
@@ -224,7 +284,8 @@ impl TestPipeline {
 
     /// Fails when a stage that should be running has ended (with its error in the log).
     pub fn ensure_stages_running(&self) -> anyhow::Result<()> {
-        for stage in [&self.cdc, &self.processor].into_iter().flatten() {
+        let single = [&self.cdc, &self.processor].into_iter().flatten();
+        for stage in single.chain(&self.more_processors) {
             ensure!(
                 !stage.handle.is_finished(),
                 "the {} stage ended by itself (its error is logged above)",
@@ -497,10 +558,10 @@ impl TestPipeline {
 
 impl Drop for TestPipeline {
     fn drop(&mut self) {
-        for stage in [self.cdc.take(), self.processor.take()]
+        let single = [self.cdc.take(), self.processor.take()]
             .into_iter()
-            .flatten()
-        {
+            .flatten();
+        for stage in single.chain(self.more_processors.drain(..)) {
             stage.token.cancel();
             stage.handle.abort();
         }
@@ -546,10 +607,6 @@ fn init_tracing() {
 
 /// Reads every message of `topic`: each partition from its beginning up to its end at the time
 /// of reading (librdkafka's partition-EOF event).
-///
-/// The end is not taken from the high watermark: the local stack's broker (tansu) answers
-/// ListOffsets with the last *batch's* base offset + 1, so a watermark undercounts a log whose
-/// last batch holds several records. The EOF event comes after the whole fetched batch.
 pub async fn read_topic(topic: &str, partitions: i32) -> anyhow::Result<Vec<OwnedMessage>> {
     let mut config = userstream::kafka::consumer_config(
         &common::kafka_args(),

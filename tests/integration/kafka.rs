@@ -14,9 +14,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use userstream::kafka::{consumer_config, producer_config};
 
-use crate::common::{self, eventually, kafka_args, DEFAULT_DEADLINE};
+use crate::common::{self, eventually, kafka_args, TestTopics, DEFAULT_DEADLINE};
 
-async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
+/// Creates `name`; it is deleted when the returned guard is dropped.
+async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<TestTopics> {
+    let guard = TestTopics::new([name.to_owned()]);
     let admin: AdminClient<DefaultClientContext> = producer_config(&kafka_args())
         .create()
         .context("creating the admin client")?;
@@ -30,7 +32,7 @@ async fn create_topic(name: &str, partitions: i32) -> anyhow::Result<()> {
     for result in results {
         result.map_err(|(topic, code)| anyhow::anyhow!("creating topic {topic}: {code}"))?;
     }
-    Ok(())
+    Ok(guard)
 }
 
 fn producer() -> anyhow::Result<FutureProducer> {
@@ -61,7 +63,7 @@ fn header<'a>(message: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a [u8]> {
 #[tokio::test]
 async fn keyed_messages_keep_per_key_order_and_headers_in_a_consumer_group() -> anyhow::Result<()> {
     let topic = common::unique_name("it_kafka_order");
-    create_topic(&topic, 3).await?;
+    let _topic = create_topic(&topic, 3).await?;
     let producer = producer()?;
     let keys: Vec<String> = (0..10).map(|i| format!("user-{i}")).collect();
     for version in 0..3 {
@@ -142,7 +144,7 @@ async fn keyed_messages_keep_per_key_order_and_headers_in_a_consumer_group() -> 
 async fn committed_offset_survives_a_consumer_restart() -> anyhow::Result<()> {
     let topic = common::unique_name("it_kafka_commit");
     let group = common::unique_name("it_group");
-    create_topic(&topic, 1).await?;
+    let _topic = create_topic(&topic, 1).await?;
     let producer = producer()?;
     for i in 0..10 {
         producer

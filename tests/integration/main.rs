@@ -9,4 +9,5 @@ mod harness;
 mod kafka;
 mod pipeline;
 mod registry;
+mod sink;
 mod store;

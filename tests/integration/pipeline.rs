@@ -895,6 +895,52 @@ async fn a_processor_restart_mid_stream_loses_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Test 5c. Three processors in one consumer group share the topic's partitions. Members leave
+/// and join between waves of changes, so the group rebalances for real while the waves are
+/// still being written. Nothing is lost: Cassandra ends up equal to PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processors_joining_and_leaving_one_group_lose_nothing() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::with_settings(
+        "it_group",
+        Settings {
+            write_lanes: 2,
+            lane_capacity: 2,
+            ..Settings::default()
+        },
+    )
+    .await?;
+    pipeline.start_cdc();
+    pipeline.start_processor();
+    pipeline.start_another_processor();
+    pipeline.start_another_processor();
+    pipeline.wait_for_group_members(3).await?;
+
+    let first = insert_users(&mut pipeline, "g1", 600, 200).await?;
+    pipeline.stop_another_processor().await?;
+    pipeline.wait_for_group_members(2).await?;
+    update_users(&pipeline, &first, 3).await?;
+    pipeline.start_another_processor();
+    pipeline.wait_for_group_members(3).await?;
+    delete_users(&pipeline, &first, 10).await?;
+    let second = insert_users(&mut pipeline, "g2", 600, 200).await?;
+    pipeline.stop_another_processor().await?;
+    pipeline.wait_for_group_members(2).await?;
+    update_users(&pipeline, &second, 4).await?;
+
+    let remaining = pipeline.pg_users().await?.len();
+    let users = pipeline
+        .wait_until_cassandra_matches_postgres(FULL_RUN_DEADLINE)
+        .await?;
+    check(
+        users == remaining,
+        format!("{users} users, expected {remaining}"),
+    )?;
+    pipeline.stop_another_processor().await?;
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await?;
+    Ok(())
+}
+
 /// Test 5b. `cdc` stopped mid-stream (and more changes made while it is down), then started
 /// again: every change reaches Kafka and Cassandra ends up equal to PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

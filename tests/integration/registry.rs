@@ -509,6 +509,122 @@ async fn the_compatibility_endpoint_checks_one_version_or_the_latest() -> anyhow
 }
 
 #[tokio::test]
+async fn a_numbered_or_latest_check_ignores_transitivity_and_the_plain_check_follows_it(
+) -> anyhow::Result<()> {
+    let registry = Registry::from_env();
+    let subject = subject("transitive");
+    registry.set_level(&subject, "NONE").await?;
+    registry
+        .register(
+            &subject,
+            &user(&format!(r#"{ID},{{"name":"n","type":"string"}}"#)),
+        )
+        .await?;
+    registry
+        .register(
+            &subject,
+            &user(&format!(r#"{ID},{{"name":"n","type":"long"}}"#)),
+        )
+        .await?;
+    registry.set_level(&subject, "BACKWARD_TRANSITIVE").await?;
+    // Reads version 2 (n: long), not version 1 (n: string).
+    let candidate = json!({ "schema": user(&format!(
+        r#"{ID},{{"name":"n","type":"long"}},{{"name":"m","type":"int","default":0}}"#
+    )) });
+    for (path, expected) in [
+        ("versions/latest", true),
+        ("versions/2", true),
+        ("versions/1", false),
+        ("versions", false),
+    ] {
+        let check = registry
+            .post(
+                &format!("/compatibility/subjects/{subject}/{path}"),
+                candidate.clone(),
+            )
+            .await?
+            .ok(path)?;
+        ensure!(
+            check["is_compatible"] == expected,
+            "{path} under BACKWARD_TRANSITIVE: {check}, expected {expected}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_schema_id_lists_the_subject_versions_that_use_it() -> anyhow::Result<()> {
+    let registry = Registry::from_env();
+    let (first, second) = (subject("ids_a"), subject("ids_b"));
+    let schema = user(&format!(
+        r#"{ID},{{"name":"marker","type":"string","default":"{first}"}}"#
+    ));
+    let id = registry.register(&first, &schema).await?;
+    ensure!(registry.register(&second, &schema).await? == id);
+    let versions = registry
+        .get(&format!("/schemas/ids/{id}/versions"))
+        .await?
+        .ok("GET /schemas/ids/{id}/versions")?;
+    let mut listed: Vec<(String, i64)> = versions
+        .as_array()
+        .with_context(|| format!("not a list: {versions}"))?
+        .iter()
+        .map(|entry| {
+            Some((
+                entry["subject"].as_str()?.to_owned(),
+                entry["version"].as_i64()?,
+            ))
+        })
+        .collect::<Option<_>>()
+        .with_context(|| format!("entries without subject and version: {versions}"))?;
+    listed.sort();
+    let mut expected = vec![(first.clone(), 1), (second.clone(), 1)];
+    expected.sort();
+    ensure!(listed == expected, "{versions}");
+
+    registry
+        .get("/schemas/ids/2147483647/versions")
+        .await?
+        .error("versions of an unknown id", StatusCode::NOT_FOUND, &[40403])?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn referenced_by_mode_and_types_answer_as_confluent_documents() -> anyhow::Result<()> {
+    let registry = Registry::from_env();
+    let subject = subject("refs");
+    registry.register(&subject, &user(ID)).await?;
+    let referenced_by = registry
+        .get(&format!("/subjects/{subject}/versions/1/referencedby"))
+        .await?
+        .ok("referencedby")?;
+    ensure!(referenced_by == json!([]), "{referenced_by}");
+    registry
+        .get(&format!("/subjects/{subject}/versions/9/referencedby"))
+        .await?
+        .error(
+            "referencedby of a missing version",
+            StatusCode::NOT_FOUND,
+            &[40402],
+        )?;
+
+    let mode = registry.get("/mode").await?.ok("GET /mode")?;
+    ensure!(mode["mode"] == "READWRITE", "{mode}");
+
+    let types = registry
+        .get("/schemas/types")
+        .await?
+        .ok("GET /schemas/types")?;
+    ensure!(
+        types
+            .as_array()
+            .is_some_and(|all| all.contains(&json!("AVRO"))),
+        "{types}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn look_up_finds_the_version_of_a_schema() -> anyhow::Result<()> {
     let registry = Registry::from_env();
     let subject = subject("lookup");
