@@ -127,9 +127,9 @@ impl SchemaRegistryClient {
     }
 
     /// Whether `schema` could be registered under `subject` now, and if not the registry's
-    /// reasons (Confluent's `verbose` compatibility check against the latest version, which
-    /// covers every version for the `_TRANSITIVE` levels). A subject without versions accepts
-    /// anything.
+    /// reasons: Confluent's `verbose` compatibility check against the versions the subject's
+    /// level requires (the latest, or every one for the `_TRANSITIVE` levels). A subject without
+    /// versions accepts anything.
     pub async fn check_compatibility(
         &self,
         subject: &str,
@@ -143,7 +143,7 @@ impl SchemaRegistryClient {
             messages: Vec<String>,
         }
         let url = format!(
-            "{}/compatibility/subjects/{}/versions/latest",
+            "{}/compatibility/subjects/{}/versions",
             self.base_url,
             path_segment(subject)
         );

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::{self, TestDatabase};
 
+/// What Confluent's registry sends and accepts.
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// A registry at `base`, spoken to as Confluent's clients do.
@@ -31,9 +32,10 @@ struct Registry {
     http: reqwest::Client,
 }
 
-/// One response: status and JSON body (`Value::Null` for an empty body).
+/// One response: status, content type and JSON body (`Value::Null` for an empty body).
 struct Reply {
     status: StatusCode,
+    content_type: String,
     body: Value,
 }
 
@@ -106,19 +108,17 @@ impl Registry {
             .unwrap_or_default()
             .to_owned();
         let text = response.text().await?;
-        if !text.is_empty() {
-            ensure!(
-                content_type.starts_with(CONTENT_TYPE),
-                "{method} {path}: content type {content_type:?}"
-            );
-        }
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text)
                 .with_context(|| format!("{method} {path}: body is not JSON: {text}"))?
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Reply> {
@@ -193,6 +193,28 @@ fn same_json(a: &str, b: &str) -> anyhow::Result<bool> {
     let a: Value = serde_json::from_str(a).context("first schema is not JSON")?;
     let b: Value = serde_json::from_str(b).context("second schema is not JSON")?;
     Ok(a == b)
+}
+
+#[tokio::test]
+async fn answers_and_errors_carry_confluents_content_type() -> anyhow::Result<()> {
+    let registry = Registry::from_env();
+    let missing = subject("missing");
+    for (path, status) in [
+        ("/subjects".to_owned(), StatusCode::OK),
+        (
+            format!("/subjects/{missing}/versions"),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let reply = registry.get(&path).await?;
+        ensure!(reply.status == status, "GET {path}: {}", reply.status);
+        ensure!(
+            reply.content_type.starts_with(CONTENT_TYPE),
+            "GET {path} ({status}): content type {:?}",
+            reply.content_type
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]
