@@ -1,12 +1,19 @@
 //! The command line: one binary, one subcommand per stage or service.
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, Parser, Subcommand};
 
 /// userstream: randomuser.me → PostgreSQL → CDC → Avro on Kafka → Cassandra.
 ///
 /// Every flag can also be set through the environment variable shown in its help.
 #[derive(Debug, Parser)]
-#[command(name = "userstream", version, about, long_about = None)]
+#[command(
+    name = "userstream",
+    version,
+    about,
+    long_about = None,
+    mut_args = hide_env_value,
+    mut_subcommands = hide_env_values
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -34,14 +41,80 @@ pub enum Command {
     FixtureServer(crate::fixture_server::Config),
 }
 
+/// Help names each flag's environment variable but must not print its value: several hold
+/// secrets (the PostgreSQL URL's password, `sasl.password` among the Kafka options, the registry
+/// URL's credentials). Applied here to every argument of every subcommand, after the derive has
+/// added them all, so that a flag added later cannot leak by forgetting an attribute.
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(hide_env_value)
+        .mut_subcommands(hide_env_values)
+}
+
+fn hide_env_value(arg: Arg) -> Arg {
+    arg.hide_env_values(true)
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
     use clap::CommandFactory;
 
-    use super::Cli;
+    use super::*;
 
     #[test]
     fn every_subcommand_has_a_consistent_definition() {
         Cli::command().debug_assert();
+    }
+
+    /// The command paths of `command` and all its subcommands, nested ones included.
+    fn command_paths(command: &clap::Command, path: Vec<String>, into: &mut Vec<Vec<String>>) {
+        for sub in command.get_subcommands() {
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            command_paths(sub, sub_path, into);
+        }
+        into.push(path);
+    }
+
+    #[test]
+    fn help_never_shows_environment_values() {
+        let secrets = [
+            ("USERSTREAM_PG_URL", "postgres://u:hunter2-pg@db/x"),
+            (
+                "USERSTREAM_KAFKA_OPTIONS",
+                "security.protocol=SASL_SSL,sasl.password=hunter2-kafka",
+            ),
+            (
+                "USERSTREAM_KAFKA_CONSUMER_OPTIONS",
+                "ssl.key.password=hunter2-consumer",
+            ),
+            (
+                "USERSTREAM_SCHEMA_REGISTRY_URL",
+                "https://key:hunter2-registry@sr.example",
+            ),
+        ];
+        // Clap reads the variables when the command is built, so they are set first. No other
+        // test of this crate reads them.
+        for (name, value) in secrets {
+            std::env::set_var(name, value);
+        }
+        let mut paths = Vec::new();
+        command_paths(&Cli::command(), Vec::new(), &mut paths);
+        assert!(paths.len() > 8, "{paths:?}");
+        let mut shown_pg_variable = false;
+        for path in paths {
+            for flag in ["-h", "--help"] {
+                let argv = std::iter::once("userstream".to_owned())
+                    .chain(path.iter().cloned())
+                    .chain(std::iter::once(flag.to_owned()));
+                let error = Cli::try_parse_from(argv).expect_err("help is an early exit");
+                assert_eq!(error.kind(), ErrorKind::DisplayHelp, "{path:?} {flag}");
+                let help = error.render().to_string();
+                assert!(!help.contains("hunter2"), "{path:?} {flag}:\n{help}");
+                shown_pg_variable |= help.contains("[env: USERSTREAM_PG_URL]");
+            }
+        }
+        assert!(shown_pg_variable, "help no longer names the variables");
     }
 }

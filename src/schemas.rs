@@ -17,6 +17,9 @@ use schema_registry_converter::schema_registry_common::{RawError, SchemaType, Su
 use crate::config::SchemaRegistryArgs;
 use crate::error::Retryable;
 
+/// Confluent's error code for "no schema with this id".
+pub const SCHEMA_NOT_FOUND: u32 = 40403;
+
 /// The subject holding the value schemas of `topic` (Confluent's TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
@@ -25,6 +28,7 @@ pub fn value_subject(topic: &str) -> String {
 /// Errors talking to the Schema Registry.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    /// `url` is shown without its password: errors end up in logs and on terminals.
     #[error("invalid Schema Registry settings for {url}")]
     Settings {
         url: String,
@@ -108,7 +112,7 @@ impl SchemaRegistryClient {
             .set_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|source| SchemaError::Settings {
-                url: args.url.clone(),
+                url: args.redacted_url(),
                 source,
             })?;
         let http = reqwest::Client::builder()
@@ -116,7 +120,7 @@ impl SchemaRegistryClient {
             .build()
             .map_err(|source| SchemaError::Http {
                 operation: "client set-up",
-                target: args.url.clone(),
+                target: args.redacted_url(),
                 source,
             })?;
         Ok(Self {
@@ -301,5 +305,43 @@ fn classify(operation: &'static str, target: &str, source: SRCError) -> SchemaEr
             target: target.to_owned(),
             source,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The full chain of causes, as `main` and the logs print an error.
+    fn chain(error: &dyn std::error::Error) -> String {
+        let mut text = format!("{error} / {error:?}");
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(&format!(" / {cause} / {cause:?}"));
+            source = cause.source();
+        }
+        text
+    }
+
+    #[tokio::test]
+    async fn errors_never_show_the_registry_password() {
+        // Port 1 on the loopback refuses at once: every call fails in the client.
+        let client = SchemaRegistryClient::new(&SchemaRegistryArgs {
+            url: "http://key:hunter2@127.0.0.1:1".to_owned(),
+        })
+        .unwrap();
+        let errors = [
+            client.register("s-value", "\"string\"").await.unwrap_err(),
+            client.compatibility_level("s-value").await.unwrap_err(),
+            client
+                .check_compatibility("s-value", "\"string\"")
+                .await
+                .unwrap_err(),
+        ];
+        for error in errors {
+            let text = chain(&error);
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(error.is_retryable(), "{text}");
+        }
     }
 }

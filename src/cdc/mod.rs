@@ -7,6 +7,10 @@
 //! A crash between produce and commit replays the batch: delivery is at-least-once, and the
 //! processor's timestamped upserts make replays harmless.
 //!
+//! One poller per cursor name produces at a time: its PostgreSQL session holds an advisory lock
+//! on the cursor, and others with the same name wait as standbys until that session ends. The
+//! stored cursor never moves back, whoever commits.
+//!
 //! The newest local schema is registered under `<topic>-value` before anything is produced; a
 //! schema the registry refuses (incompatible under the subject's level) stops the stage with the
 //! registry's reason, so nothing is ever produced with an unregistered schema.
@@ -25,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{EncodeError, Encoder, USER_SCHEMA};
 use crate::config::{KafkaArgs, MetricsArgs, PostgresArgs, SchemaRegistryArgs, TopicArgs};
-use crate::error::Retryable;
+use crate::error::{chain, Retryable};
 use crate::retry::{retry, Backoff, BackoffPolicy, RetryError};
 use crate::schemas::{value_subject, SchemaError, SchemaRegistryClient};
-use crate::store::{self, Change, Op, Position, StoreError};
+use crate::store::{self, Change, Op, Position, StoreError, UnreadableChange};
 use crate::telemetry::{self, Health};
 
 /// Settings of `userstream cdc`.
@@ -223,7 +227,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
         let round = async {
             let pg = match client.take() {
                 Some(pg) => pg,
-                None => store::connect(&config.postgres.pg_url).await?,
+                None => {
+                    let pg = store::connect(&config.postgres.pg_url).await?;
+                    if !lead_cursor(&pg, &config.options, &shutdown).await? {
+                        return Ok(0);
+                    }
+                    // Another poller may have led the cursor meanwhile: its stored position is
+                    // the truth now.
+                    position = None;
+                    pg
+                }
             };
             let result = poller
                 .round(&pg, &config.options, &mut position, &mut last_prune)
@@ -282,6 +295,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
     Ok(())
 }
 
+/// Waits until this poller's connection leads the cursor (see [`store::try_lead_cursor`]): one
+/// poller per cursor name produces, the others wait as standbys and the first to ask after the
+/// leader is gone takes over. `false` when shutdown came first.
+async fn lead_cursor(
+    pg: &Client,
+    options: &CdcOptions,
+    shutdown: &CancellationToken,
+) -> Result<bool, CdcError> {
+    let mut announced = false;
+    loop {
+        if store::try_lead_cursor(pg, &options.name).await? {
+            metrics::gauge!("userstream_cdc_leader").set(1.0);
+            tracing::info!(cursor = options.name, "leading the CDC cursor");
+            return Ok(true);
+        }
+        metrics::gauge!("userstream_cdc_leader").set(0.0);
+        if !announced {
+            tracing::info!(
+                cursor = options.name,
+                "another cdc leads this cursor; waiting as a standby to take over"
+            );
+            announced = true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(options.poll_interval) => {}
+            _ = shutdown.cancelled() => return Ok(false),
+        }
+    }
+}
+
 async fn ensure_topics_retrying(
     config: &Config,
     policy: BackoffPolicy,
@@ -317,13 +360,39 @@ impl Poller {
             None => store::load_position(pg, &config.name).await?,
         };
         let poll = store::poll_changes(pg, &from, config.batch_size).await?;
-        let produced = poll.changes.len();
-
-        let deliveries = poll
-            .changes
-            .iter()
-            .map(|change| self.produce(change))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut unreadable = poll.unreadable;
+        let mut deliveries = Vec::with_capacity(poll.changes.len());
+        for change in &poll.changes {
+            match self.produce(change) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(CdcError::Encode { source, .. }) => unreadable.push(UnreadableChange {
+                    xid: change.xid,
+                    seq: change.seq,
+                    op: change.op.as_str().to_owned(),
+                    user_id: change.user_id.clone(),
+                    after: change
+                        .after
+                        .as_ref()
+                        .and_then(|user| serde_json::to_value(user).ok()),
+                    reason: chain(&source),
+                }),
+                Err(other) => return Err(other),
+            }
+        }
+        // Recorded before the position passes them, so none is lost track of.
+        for change in &unreadable {
+            store::quarantine(pg, &config.name, change).await?;
+            metrics::counter!("userstream_cdc_quarantined_total").increment(1);
+            tracing::error!(
+                cursor = config.name,
+                xid = change.xid,
+                seq = change.seq,
+                user_id = change.user_id,
+                reason = change.reason,
+                "change cannot be carried to Kafka; quarantined in cdc_quarantine and passed"
+            );
+        }
+        let produced = deliveries.len();
         try_join_all(deliveries).await?;
 
         if poll.next != from {

@@ -8,10 +8,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::ProcessError;
 use crate::codec::{DecodeError, Decoder};
-use crate::error::chain;
+use crate::error::{chain, Retryable};
 use crate::normalize::{normalize, NormalizedUser};
 use crate::retry::{retry, BackoffPolicy, RetryError};
-use crate::schemas::SchemaRegistryClient;
+use crate::schemas::{SchemaError, SchemaRegistryClient, SCHEMA_NOT_FOUND};
 use crate::sink::{CassandraSink, WriteOutcome};
 
 /// One message's work. Every variant ends with the message's offset being released.
@@ -252,14 +252,14 @@ pub async fn classify(
         match decoder.decode(payload) {
             Ok(decoded) => break decoded,
             Err(DecodeError::UnknownSchemaId(id)) => {
-                let fetched = retry("fetch writer schema", policy, shutdown, || {
-                    registry.schema_by_id(id)
+                let fetched = retry("fetch writer schema", policy, shutdown, || async {
+                    registry.schema_by_id(id).await.map_err(WriterSchemaLookup)
                 })
                 .await;
                 let registered = match fetched {
                     Ok(schema) => decoder.register_writer(id, &schema),
                     Err(RetryError::Cancelled(_)) => return None,
-                    Err(RetryError::Permanent(error)) => {
+                    Err(RetryError::Permanent(WriterSchemaLookup(error))) => {
                         return dead("unknown_schema", chain(&error));
                     }
                 };
@@ -318,10 +318,54 @@ pub async fn classify(
     }
 }
 
+/// Looking a message's writer schema up. Only the registry's definitive "no schema with this id"
+/// (error 40403) is final and dead-letters the message: any other failure — a gateway's 504, a
+/// 500 with an HTML body, 429, a refused connection, an answer that is not JSON — says nothing
+/// about the message, so it is retried for as long as it lasts.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct WriterSchemaLookup(SchemaError);
+
+impl Retryable for WriterSchemaLookup {
+    fn is_retryable(&self) -> bool {
+        !matches!(
+            self.0,
+            SchemaError::Refused {
+                error_code: SCHEMA_NOT_FOUND,
+                ..
+            }
+        )
+    }
+}
+
 fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
     message
         .headers()?
         .iter()
         .find(|header| header.key == key)
         .and_then(|header| std::str::from_utf8(header.value?).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(error_code: u32) -> WriterSchemaLookup {
+        WriterSchemaLookup(SchemaError::Refused {
+            operation: "schema lookup",
+            target: "id 7".to_owned(),
+            error_code,
+            reason: "from the registry".to_owned(),
+        })
+    }
+
+    #[test]
+    fn only_the_registrys_schema_not_found_is_final() {
+        assert!(!refused(SCHEMA_NOT_FOUND).is_retryable());
+        // A 404 without Confluent's error body (a proxy's page), a rate limit, an auth failure:
+        // none of them says the schema does not exist.
+        for code in [404, 429, 401, 40401, 50001] {
+            assert!(refused(code).is_retryable(), "{code}");
+        }
+    }
 }

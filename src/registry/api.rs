@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::error::Error as _;
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, RawPathParams, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,11 +31,21 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Name of the request counter; labels: `method`, `route` (the route template), `status` (class).
 pub const REQUESTS_METRIC: &str = "userstream_registry_requests_total";
 
+/// The longest subject accepted, in bytes (after percent-decoding). Confluent documents no limit;
+/// a Kafka topic name has at most 249 characters, so TopicNameStrategy's `<topic>-value` fits,
+/// and Google's Confluent-compatible managed registry has the same limit. Without one, a subject
+/// too long for a PostgreSQL b-tree entry (about 2.7 kB) fails in the store as a 50001, which
+/// clients take for a server fault and retry.
+pub const MAX_SUBJECT_BYTES: usize = 255;
+
 /// A request the registry refuses, with Confluent's error code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("Subject '{0}' not found.")]
     SubjectNotFound(String),
+    /// Only the length is echoed: the subject itself is what is too long.
+    #[error("The specified subject is not valid: it is {0} bytes long, and this registry accepts at most {MAX_SUBJECT_BYTES}")]
+    SubjectTooLong(usize),
     #[error("Version {0} not found.")]
     VersionNotFound(String),
     #[error("Schema {0} not found")]
@@ -88,6 +98,7 @@ impl ApiError {
             ApiError::InvalidVersion(_) => 42202,
             ApiError::InvalidLevel(_) => 42203,
             ApiError::NotPermitted(_) => 42205,
+            ApiError::SubjectTooLong(_) => 42208,
             ApiError::Incompatible { .. } => 409,
             ApiError::MalformedBody(_) => 400,
             ApiError::UnexpectedBody(_) => 422,
@@ -207,10 +218,32 @@ pub fn router(store: Store) -> Router {
             "/compatibility/subjects/{subject}/versions/{version}",
             post(check_against_version),
         )
+        .route_layer(middleware::from_fn(refuse_invalid_subject))
+        // Outermost, so refused subjects are counted too.
         .route_layer(middleware::from_fn(count_request))
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(store)
+}
+
+/// Checks the `{subject}` of every route that has one before its handler runs, so that no route,
+/// present or future, hands the store a subject it cannot hold.
+async fn refuse_invalid_subject(params: RawPathParams, request: Request, next: Next) -> Response {
+    let checked = params
+        .iter()
+        .filter(|(name, _)| *name == "subject")
+        .try_for_each(|(_, subject)| check_subject(subject));
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn check_subject(subject: &str) -> Result<(), ApiError> {
+    if subject.len() > MAX_SUBJECT_BYTES {
+        return Err(ApiError::SubjectTooLong(subject.len()));
+    }
+    Ok(())
 }
 
 async fn count_request(matched: MatchedPath, request: Request, next: Next) -> Response {
@@ -678,7 +711,82 @@ async fn get_mode() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::{PostgresArgs, Secret};
+
+    #[test]
+    fn subjects_longer_than_the_limit_are_invalid() {
+        assert!(check_subject(&"s".repeat(MAX_SUBJECT_BYTES)).is_ok());
+        // The longest TopicNameStrategy subject: a 249-character topic and "-value".
+        assert!(check_subject(&format!("{}-value", "t".repeat(249))).is_ok());
+        // Bytes count, not characters: 128 of them are 256 bytes here.
+        let error = check_subject(&"é".repeat(128)).unwrap_err();
+        assert_eq!(error.code(), 42208);
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(error.message().contains("256 bytes"), "{}", error.message());
+    }
+
+    #[tokio::test]
+    async fn every_subject_route_refuses_an_over_long_subject() {
+        // A store whose database refuses connections: only what the check lets through gets
+        // that far, and fails there with 50001.
+        let postgres = PostgresArgs {
+            pg_url: Secret::new("postgres://u@127.0.0.1:1/none".to_owned()),
+        };
+        let pool = crate::registry::pool(&postgres, 1, Duration::from_millis(500)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(Store::new(pool));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = reqwest::Client::new();
+        let call = |method: reqwest::Method, path: String| {
+            http.request(method, format!("{base}{path}"))
+                .body(r#"{"schema":"\"string\"","compatibility":"NONE"}"#)
+                .send()
+        };
+
+        let too_long = "s".repeat(MAX_SUBJECT_BYTES + 1);
+        let routes = [
+            (reqwest::Method::POST, "/subjects/{}"),
+            (reqwest::Method::DELETE, "/subjects/{}"),
+            (reqwest::Method::GET, "/subjects/{}/versions"),
+            (reqwest::Method::POST, "/subjects/{}/versions"),
+            (reqwest::Method::GET, "/subjects/{}/versions/1"),
+            (reqwest::Method::DELETE, "/subjects/{}/versions/1"),
+            (reqwest::Method::GET, "/subjects/{}/versions/1/schema"),
+            (reqwest::Method::GET, "/subjects/{}/versions/1/referencedby"),
+            (reqwest::Method::GET, "/config/{}"),
+            (reqwest::Method::PUT, "/config/{}"),
+            (reqwest::Method::DELETE, "/config/{}"),
+            (reqwest::Method::POST, "/compatibility/subjects/{}/versions"),
+            (
+                reqwest::Method::POST,
+                "/compatibility/subjects/{}/versions/1",
+            ),
+        ];
+        for (method, route) in routes {
+            let response = call(method.clone(), route.replace("{}", &too_long))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 422, "{method} {route}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error_code"], 42208, "{method} {route}: {body}");
+            assert!(body["message"].is_string(), "{method} {route}: {body}");
+        }
+
+        let longest = "s".repeat(MAX_SUBJECT_BYTES);
+        let response = call(
+            reqwest::Method::GET,
+            format!("/subjects/{longest}/versions"),
+        )
+        .await
+        .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error_code"], 50001, "{body}");
+        server.abort();
+    }
 
     #[test]
     fn versions_parse_like_confluents() {

@@ -83,11 +83,25 @@ impl Change {
     }
 }
 
+/// A change that cannot be carried downstream, as the log holds it, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableChange {
+    pub xid: u64,
+    pub seq: i64,
+    pub op: String,
+    pub user_id: String,
+    pub after: Option<Value>,
+    pub reason: String,
+}
+
 /// The result of one [`poll_changes`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Poll {
     /// The changes after the position polled from, in (xid, seq) order.
     pub changes: Vec<Change>,
+    /// The changes among them that could not be read (see [`quarantine`]); the position passes
+    /// them too.
+    pub unreadable: Vec<UnreadableChange>,
     /// The position to [`commit_position`] once every one of `changes` is acknowledged (it is
     /// also the position to poll from next).
     pub next: Position,
@@ -97,19 +111,27 @@ pub struct Poll {
 /// so it begins with the oldest change still in the log.
 ///
 /// From registration on, [`prune`] keeps every change the consumer has not passed.
+///
+/// A cursor stored by another PostgreSQL cluster ([`StoreError::ForeignCursor`]) or ahead of
+/// every transaction of this one ([`StoreError::CursorAhead`]) is refused: polling from it could
+/// skip every change.
 pub async fn load_position(client: &Client, consumer: &str) -> Result<Position, StoreError> {
     client
         .execute(
-            "INSERT INTO cdc_cursors (consumer, watermark) VALUES ($1, '0') \
-             ON CONFLICT (consumer) DO NOTHING",
+            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
+             SELECT $1, '0', system_identifier FROM pg_control_system() \
+             ON CONFLICT (consumer) DO UPDATE \
+                 SET system_identifier = EXCLUDED.system_identifier \
+                 WHERE cdc_cursors.system_identifier IS NULL",
             &[&consumer],
         )
         .await
         .map_err(StoreError::postgres("register a CDC consumer"))?;
     let row = client
         .query_one(
-            "SELECT watermark::text, last_xid::text, last_seq FROM cdc_cursors \
-             WHERE consumer = $1",
+            "SELECT k.watermark::text, k.last_xid::text, k.last_seq, k.system_identifier, \
+                    s.system_identifier, pg_snapshot_xmax(pg_current_snapshot())::text \
+             FROM cdc_cursors k, pg_control_system() s WHERE k.consumer = $1",
             &[&consumer],
         )
         .await
@@ -117,7 +139,25 @@ pub async fn load_position(client: &Client, consumer: &str) -> Result<Position, 
     let read = StoreError::postgres("read a CDC cursor");
     let watermark: String = row.try_get(0).map_err(&read)?;
     let last_xid: Option<String> = row.try_get(1).map_err(&read)?;
-    let last_seq: Option<i64> = row.try_get(2).map_err(read)?;
+    let last_seq: Option<i64> = row.try_get(2).map_err(&read)?;
+    let stored_cluster: i64 = row.try_get(3).map_err(&read)?;
+    let current_cluster: i64 = row.try_get(4).map_err(&read)?;
+    let next: String = row.try_get(5).map_err(read)?;
+    if stored_cluster != current_cluster {
+        return Err(StoreError::ForeignCursor {
+            consumer: consumer.to_owned(),
+            stored: stored_cluster,
+            current: current_cluster,
+        });
+    }
+    let (watermark, next) = (parse_xid(&watermark)?, parse_xid(&next)?);
+    if watermark > next {
+        return Err(StoreError::CursorAhead {
+            consumer: consumer.to_owned(),
+            watermark,
+            next,
+        });
+    }
     let last = match (last_xid, last_seq) {
         (Some(xid), Some(seq)) => Some(ChangeKey {
             xid: parse_xid(&xid)?,
@@ -125,10 +165,7 @@ pub async fn load_position(client: &Client, consumer: &str) -> Result<Position, 
         }),
         _ => None,
     };
-    Ok(Position {
-        watermark: parse_xid(&watermark)?,
-        last,
-    })
+    Ok(Position { watermark, last })
 }
 
 /// Reads up to `limit` changes after `from` (a `limit` of 0 reads one), from transactions that
@@ -169,25 +206,92 @@ pub async fn poll_changes(
         )
         .await
         .map_err(StoreError::postgres("read changes"))?;
-    let changes = rows.iter().map(change).collect::<Result<Vec<_>, _>>()?;
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    let mut newest = None;
+    for row in &rows {
+        let raw = raw_change(row)?;
+        newest = Some(ChangeKey {
+            xid: raw.xid,
+            seq: raw.seq,
+        });
+        match change(&raw) {
+            Ok(change) => changes.push(change),
+            Err(error) => unreadable.push(UnreadableChange {
+                reason: crate::error::chain(&error),
+                xid: raw.xid,
+                seq: raw.seq,
+                op: raw.op,
+                user_id: raw.user_id,
+                after: raw.after,
+            }),
+        }
+    }
 
-    let next = match changes.last() {
+    let next = match newest {
         // A full batch may have stopped inside a transaction: the rest of it comes after `last`.
-        Some(newest) if changes.len() >= limit as usize => Position {
+        Some(newest) if rows.len() >= limit as usize => Position {
             watermark: from.watermark.max(newest.xid),
-            last: Some(newest.key()),
+            last: Some(newest),
         },
         // Everything final was read: the watermark moves up to the snapshot.
         newest => Position {
             watermark: from.watermark.max(xmin),
-            last: newest.map(Change::key).or(from.last),
+            last: newest.or(from.last),
         },
     };
-    Ok(Poll { changes, next })
+    Ok(Poll {
+        changes,
+        unreadable,
+        next,
+    })
+}
+
+/// Records a change that `consumer` cannot carry downstream in `cdc_quarantine`, so that it can
+/// pass it without losing track of it.
+pub async fn quarantine(
+    client: &Client,
+    consumer: &str,
+    change: &UnreadableChange,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO cdc_quarantine (consumer, xid, seq, op, user_id, after, reason) \
+             VALUES ($1, $2::text::xid8, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            &[
+                &consumer,
+                &change.xid.to_string(),
+                &change.seq,
+                &change.op,
+                &change.user_id,
+                &change.after,
+                &change.reason,
+            ],
+        )
+        .await
+        .map_err(StoreError::postgres("quarantine a change"))?;
+    Ok(())
+}
+
+/// Tries to make this connection's session the one poller of `consumer`'s cursor: a session
+/// advisory lock, held until the connection closes, so a poller that dies (or loses its
+/// connection) hands the cursor on by itself. `false` while another session holds it.
+pub async fn try_lead_cursor(client: &Client, consumer: &str) -> Result<bool, StoreError> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended('userstream cdc cursor ' || $1, 0))",
+            &[&consumer],
+        )
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(StoreError::postgres("lock a CDC cursor"))
 }
 
 /// Stores `position` as where `consumer` is. Call it only once every change before it has been
 /// acknowledged downstream: changes after it are read again after a restart, none before it.
+///
+/// The cursor never moves back: a position behind the stored one (from a poller that lost its
+/// lead while a round was in flight) is not stored.
 pub async fn commit_position(
     client: &Client,
     consumer: &str,
@@ -203,7 +307,10 @@ pub async fn commit_position(
                  watermark = EXCLUDED.watermark, \
                  last_xid = EXCLUDED.last_xid, \
                  last_seq = EXCLUDED.last_seq, \
-                 updated_at = now()",
+                 updated_at = now() \
+             WHERE EXCLUDED.watermark >= cdc_cursors.watermark \
+               AND (coalesce(EXCLUDED.last_xid, '0'), coalesce(EXCLUDED.last_seq, 0)) \
+                   >= (coalesce(cdc_cursors.last_xid, '0'), coalesce(cdc_cursors.last_seq, 0))",
             &[
                 &consumer,
                 &position.watermark.to_string(),
@@ -227,26 +334,51 @@ pub async fn prune(client: &Client) -> Result<u64, StoreError> {
     Ok(pruned)
 }
 
-fn change(row: &Row) -> Result<Change, StoreError> {
+/// A change log row as PostgreSQL returns it, before its image is read.
+struct RawChange {
+    xid: u64,
+    seq: i64,
+    op: String,
+    user_id: String,
+    source_ts: DateTime<Utc>,
+    after: Option<Value>,
+}
+
+fn raw_change(row: &Row) -> Result<RawChange, StoreError> {
     let read = StoreError::postgres("read a change");
     let xid: String = row.try_get("xid").map_err(&read)?;
-    let seq: i64 = row.try_get("seq").map_err(&read)?;
-    let op: String = row.try_get("op").map_err(&read)?;
-    let user_id: String = row.try_get("user_id").map_err(&read)?;
-    let source_ts: DateTime<Utc> = row.try_get("source_ts").map_err(&read)?;
-    let after: Option<Value> = row.try_get("after").map_err(read)?;
+    Ok(RawChange {
+        xid: parse_xid(&xid)?,
+        seq: row.try_get("seq").map_err(&read)?,
+        op: row.try_get("op").map_err(&read)?,
+        user_id: row.try_get("user_id").map_err(&read)?,
+        source_ts: row.try_get("source_ts").map_err(&read)?,
+        after: row.try_get("after").map_err(read)?,
+    })
+}
 
-    let xid = parse_xid(&xid)?;
-    let op = Op::parse(&op).ok_or_else(|| StoreError::MalformedChange {
+fn change(raw: &RawChange) -> Result<Change, StoreError> {
+    let RawChange {
+        xid,
+        seq,
+        ref op,
+        ref user_id,
+        source_ts,
+        ref after,
+    } = *raw;
+    let op = Op::parse(op).ok_or_else(|| StoreError::MalformedChange {
         reason: format!("change ({xid}, {seq}) has unknown op {op:?}"),
     })?;
     let after = match (op, after) {
         (Op::Delete, None) => None,
         (Op::Create | Op::Update, Some(image)) => Some(
-            serde_json::from_value(image).map_err(|source| StoreError::ChangeImage {
-                xid,
-                seq,
-                source,
+            serde_path_to_error::deserialize::<_, UserRecord>(image).map_err(|error| {
+                StoreError::ChangeImage {
+                    xid,
+                    seq,
+                    field: error.path().to_string(),
+                    source: error.into_inner(),
+                }
             })?,
         ),
         (op, image) => {
@@ -263,7 +395,7 @@ fn change(row: &Row) -> Result<Change, StoreError> {
         xid,
         seq,
         op,
-        user_id,
+        user_id: user_id.clone(),
         source_ts_us: source_ts.timestamp_micros(),
         after,
     })

@@ -39,6 +39,21 @@ const MIGRATIONS: &[Migration] = &[
         name: "user_evolution",
         sql: include_str!("sql/005_user_evolution.sql"),
     },
+    Migration {
+        version: 6,
+        name: "cdc_cursor_cluster",
+        sql: include_str!("sql/006_cdc_cursor_cluster.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "monotonic_source_time",
+        sql: include_str!("sql/007_monotonic_source_time.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "cdc_quarantine",
+        sql: include_str!("sql/008_cdc_quarantine.sql"),
+    },
 ];
 
 /// How many migrations this build knows (versions 1 to this, without gaps).

@@ -23,7 +23,8 @@ use crate::config::Secret;
 use crate::error::Retryable;
 
 pub use changes::{
-    commit_position, load_position, poll_changes, prune, Change, ChangeKey, Op, Poll, Position,
+    commit_position, load_position, poll_changes, prune, quarantine, try_lead_cursor, Change,
+    ChangeKey, Op, Poll, Position, UnreadableChange,
 };
 pub use migrate::{migrate, migration_count};
 pub use users::{
@@ -59,16 +60,49 @@ pub enum StoreError {
     #[error("user {id:?} cannot be stored: {reason}")]
     InvalidUser { id: String, reason: String },
 
-    #[error("change ({xid}, {seq}) has an after image that is not a user")]
+    #[error(
+        "change ({xid}, {seq}) has an after image that is not a user: its {field} cannot be read"
+    )]
     ChangeImage {
         xid: u64,
         seq: i64,
+        /// Where in the image, e.g. `date_of_birth`.
+        field: String,
         #[source]
         source: serde_json::Error,
     },
 
     #[error("change log row is malformed: {reason}")]
     MalformedChange { reason: String },
+
+    /// The cursor's watermark was stored by another PostgreSQL cluster (a dump and restore, an
+    /// upgrade by logical replication, a move), where transaction ids mean something else.
+    #[error(
+        "CDC cursor {consumer:?} was stored by PostgreSQL cluster {stored}, but this is cluster \
+         {current}: its watermark means nothing here, and polling from it could skip every \
+         change. Re-read the change log from its start by deleting the cursor \
+         (DELETE FROM cdc_cursors WHERE consumer = '{consumer}'; changes sent again are harmless), \
+         and refill Cassandra if changes were pruned before the move"
+    )]
+    ForeignCursor {
+        consumer: String,
+        stored: i64,
+        current: i64,
+    },
+
+    /// The cursor's watermark lies above every transaction this cluster has started.
+    #[error(
+        "CDC cursor {consumer:?} is at transaction {watermark}, ahead of every transaction of \
+         this PostgreSQL cluster (the next is {next}): it was not stored by this cluster's \
+         history (restored from elsewhere, or the cluster was rebuilt), and polling from it would \
+         return nothing. Re-read the change log from its start by deleting the cursor \
+         (DELETE FROM cdc_cursors WHERE consumer = '{consumer}'; changes sent again are harmless)"
+    )]
+    CursorAhead {
+        consumer: String,
+        watermark: u64,
+        next: u64,
+    },
 }
 
 /// Opens one connection to PostgreSQL; its driver task runs until the connection closes.
@@ -96,9 +130,11 @@ impl Retryable for StoreError {
             Self::Postgres { source, .. }
             | Self::Migration { source, .. }
             | Self::Upsert { source, .. } => is_transient(source),
-            Self::InvalidUser { .. } | Self::ChangeImage { .. } | Self::MalformedChange { .. } => {
-                false
-            }
+            Self::InvalidUser { .. }
+            | Self::ChangeImage { .. }
+            | Self::MalformedChange { .. }
+            | Self::ForeignCursor { .. }
+            | Self::CursorAhead { .. } => false,
         }
     }
 }

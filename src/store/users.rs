@@ -1,5 +1,6 @@
 //! Writing users: a page at a time, and single deletes.
 
+use chrono::Datelike;
 use futures::future::try_join_all;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
@@ -37,6 +38,19 @@ pub fn validate(user: &UserRecord, raw: &Value) -> Result<(), StoreError> {
     for (field, value) in [("latitude", user.latitude), ("longitude", user.longitude)] {
         if let Some(value) = value.filter(|value| !value.is_finite()) {
             return Err(invalid(format!("{field} is {value}, not a finite number")));
+        }
+    }
+    for (field, value) in [
+        ("date_of_birth", user.date_of_birth),
+        ("registered_at", user.registered_at),
+    ] {
+        // The change log carries times as RFC 3339 text and Kafka as Avro timestamps: a year
+        // outside 1–9999 (which PostgreSQL would store) could not be read back from the log,
+        // and that one change would stop the poller.
+        if let Some(value) = value.filter(|value| !(1..=9999).contains(&value.year())) {
+            return Err(invalid(format!(
+                "{field} is {value}, outside the years 1 to 9999 the change log can carry"
+            )));
         }
     }
     for (field, value) in text_fields(user) {
@@ -264,6 +278,7 @@ fn nul_in_json(value: &Value, path: &mut String) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::{TimeZone, Utc};
     use serde_json::json;
 
     use super::*;
@@ -295,6 +310,23 @@ mod tests {
         let mut bad = user("a");
         bad.city = Some("Ber\0lin".into());
         assert!(reason(validate(&bad, &json!({}))).starts_with("city contains a NUL"));
+        for (year, field) in [
+            (10_000, "date_of_birth"),
+            (0, "registered_at"),
+            (-44, "date_of_birth"),
+        ] {
+            let mut bad = user("a");
+            let when = Utc.with_ymd_and_hms(year, 3, 15, 0, 0, 0).unwrap();
+            match field {
+                "date_of_birth" => bad.date_of_birth = Some(when),
+                _ => bad.registered_at = Some(when),
+            }
+            let why = reason(validate(&bad, &json!({})));
+            assert!(
+                why.starts_with(field) && why.contains("years 1 to 9999"),
+                "{year}: {why}"
+            );
+        }
 
         let raw = json!({"location": {"street": [1, "x\u{0}y"]}});
         assert!(reason(validate(&user("a"), &raw)).contains("$.location.street[1]"));

@@ -102,6 +102,8 @@ pub struct TestPipeline {
     processor: Option<Stage>,
     /// More processors in the same consumer group, oldest first.
     more_processors: Vec<Stage>,
+    /// More `cdc` stages with the same cursor name, oldest first.
+    more_cdcs: Vec<Stage>,
     /// Drop the keyspace and the topics with the pipeline.
     _keyspace: TestKeyspace,
     _topics: TestTopics,
@@ -150,6 +152,7 @@ impl TestPipeline {
             cdc: None,
             processor: None,
             more_processors: Vec::new(),
+            more_cdcs: Vec::new(),
             _keyspace: test_keyspace,
             _topics: topics,
         })
@@ -212,9 +215,32 @@ impl TestPipeline {
 
     pub fn start_cdc(&mut self) {
         assert!(self.cdc.is_none(), "cdc is already running");
-        let token = CancellationToken::new();
-        let future = cdc::run(self.cdc_config(), token.clone());
-        self.cdc = Some(spawn_stage("cdc", token, async move { Ok(future.await?) }));
+        self.cdc = Some(spawn_cdc(self.cdc_config()));
+    }
+
+    /// Starts one more `cdc` with the test's cursor name.
+    pub fn start_another_cdc(&mut self) {
+        let stage = spawn_cdc(self.cdc_config());
+        self.more_cdcs.push(stage);
+    }
+
+    /// Stops the oldest of the stages [`Self::start_another_cdc`] started.
+    pub async fn stop_another_cdc(&mut self) -> anyhow::Result<()> {
+        ensure!(!self.more_cdcs.is_empty(), "no other cdc is running");
+        self.more_cdcs.remove(0).stop().await
+    }
+
+    /// Waits until `cdc` ends by itself, and returns the error it ended with.
+    pub async fn cdc_failure(&mut self, deadline: Duration) -> anyhow::Result<anyhow::Error> {
+        let stage = self.cdc.take().context("cdc is not running")?;
+        let outcome = tokio::time::timeout(deadline, stage.handle)
+            .await
+            .with_context(|| format!("cdc was still running after {deadline:?}"))?
+            .context("cdc panicked")?;
+        match outcome {
+            Ok(()) => bail!("cdc ended without an error"),
+            Err(error) => Ok(error),
+        }
     }
 
     pub async fn stop_cdc(&mut self) -> anyhow::Result<()> {
@@ -222,19 +248,18 @@ impl TestPipeline {
     }
 
     pub fn start_processor(&mut self) {
-        assert!(self.processor.is_none(), "the processor is already running");
-        self.processor = Some(self.spawn_processor());
+        self.start_processor_with(self.processor_config());
     }
 
-    fn spawn_processor(&self) -> Stage {
-        let token = CancellationToken::new();
-        let future = processor::run(self.processor_config(), token.clone());
-        spawn_stage("process", token, async move { Ok(future.await?) })
+    /// Starts the processor with settings of the test's own (e.g. another registry URL).
+    pub fn start_processor_with(&mut self, config: processor::Config) {
+        assert!(self.processor.is_none(), "the processor is already running");
+        self.processor = Some(spawn_processor(config));
     }
 
     /// Starts one more processor in the test's consumer group.
     pub fn start_another_processor(&mut self) {
-        let stage = self.spawn_processor();
+        let stage = spawn_processor(self.processor_config());
         self.more_processors.push(stage);
     }
 
@@ -285,7 +310,7 @@ impl TestPipeline {
     /// Fails when a stage that should be running has ended (with its error in the log).
     pub fn ensure_stages_running(&self) -> anyhow::Result<()> {
         let single = [&self.cdc, &self.processor].into_iter().flatten();
-        for stage in single.chain(&self.more_processors) {
+        for stage in single.chain(&self.more_processors).chain(&self.more_cdcs) {
             ensure!(
                 !stage.handle.is_finished(),
                 "the {} stage ended by itself (its error is logged above)",
@@ -561,11 +586,27 @@ impl Drop for TestPipeline {
         let single = [self.cdc.take(), self.processor.take()]
             .into_iter()
             .flatten();
-        for stage in single.chain(self.more_processors.drain(..)) {
+        let more = self
+            .more_processors
+            .drain(..)
+            .chain(self.more_cdcs.drain(..));
+        for stage in single.chain(more) {
             stage.token.cancel();
             stage.handle.abort();
         }
     }
+}
+
+fn spawn_cdc(config: cdc::Config) -> Stage {
+    let token = CancellationToken::new();
+    let future = cdc::run(config, token.clone());
+    spawn_stage("cdc", token, async move { Ok(future.await?) })
+}
+
+fn spawn_processor(config: processor::Config) -> Stage {
+    let token = CancellationToken::new();
+    let future = processor::run(config, token.clone());
+    spawn_stage("process", token, async move { Ok(future.await?) })
 }
 
 fn spawn_stage(

@@ -3,11 +3,13 @@
 
 mod common;
 mod evolution;
+mod fault_proxy;
 mod fetcher;
 mod fixture_server;
 mod harness;
 mod kafka;
 mod pipeline;
 mod registry;
+mod reliability;
 mod sink;
 mod store;

@@ -1,0 +1,355 @@
+//! Failure scenarios: what the pipeline does when a service it depends on misbehaves, or when the
+//! data is of a kind it must not choke on. Each test names the scenario; each fails without the
+//! fix it covers.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+
+use crate::common;
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::harness::{self, sample_user, TestPipeline};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// A registry that answers a gateway's 504 page, a 500 that is not JSON, a rate limit and an
+/// empty 503 while the processor looks a writer schema up is an outage, not a verdict on the
+/// message: the lookup is retried, and the valid message is written, never dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_faults_are_retried_and_never_dead_letter_a_valid_message() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_registry").await?;
+    let faults = [
+        Fault::GatewayTimeoutHtml,
+        Fault::ServerErrorText,
+        Fault::TooManyRequests,
+        Fault::UnavailableEmpty,
+        Fault::GatewayTimeoutHtml,
+    ];
+    let proxy = FaultProxy::start(&common::registry_url(), "/schemas/ids/", faults).await?;
+    let mut config = pipeline.processor_config();
+    config.registry.url = proxy.url.clone();
+    pipeline.start_processor_with(config);
+
+    pipeline
+        .upsert(&[sample_user("r-1", "Ada"), sample_user("r-2", "Grace")])
+        .await?;
+    pipeline.start_cdc();
+    let users = pipeline
+        .wait_until_cassandra_matches_postgres(DEADLINE)
+        .await?;
+    ensure!(users == 2, "{users} users written, expected 2");
+    ensure!(
+        proxy.faults_served() == faults.len(),
+        "the processor met {} of the {} registry faults",
+        proxy.faults_served(),
+        faults.len()
+    );
+    let letters = pipeline.dead_letters().await?;
+    ensure!(
+        letters.is_empty(),
+        "{} valid message(s) dead-lettered during the registry outage",
+        letters.len()
+    );
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await
+}
+
+/// A cursor whose watermark was stored by another PostgreSQL cluster (a dump and restore, an
+/// upgrade by logical replication, a move) stops `cdc` at once with what to do, instead of
+/// polling from a transaction id that means nothing here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_from_another_cluster_stops_cdc_with_what_to_do() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_foreign").await?;
+    pipeline.upsert(&[sample_user("f-1", "Ada")]).await?;
+    pipeline
+        .pg
+        .execute(
+            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
+             SELECT $1, '3', system_identifier + 1 FROM pg_control_system()",
+            &[&pipeline.cdc_name],
+        )
+        .await?;
+    pipeline.start_cdc();
+    let error = format!("{:#}", pipeline.cdc_failure(DEADLINE).await?);
+    ensure!(
+        error.contains("stored by PostgreSQL cluster") && error.contains("DELETE FROM cdc_cursors"),
+        "cdc failed, but without saying why and what to do: {error}"
+    );
+    Ok(())
+}
+
+/// A watermark above every transaction of this cluster (the cursor table restored into a
+/// rebuilt cluster) would make every poll return nothing: `cdc` stops and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_ahead_of_the_cluster_stops_cdc_with_what_to_do() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_ahead").await?;
+    pipeline.upsert(&[sample_user("a-1", "Ada")]).await?;
+    pipeline
+        .pg
+        .execute(
+            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
+             SELECT $1, '900000000000', system_identifier FROM pg_control_system()",
+            &[&pipeline.cdc_name],
+        )
+        .await?;
+    pipeline.start_cdc();
+    let error = format!("{:#}", pipeline.cdc_failure(DEADLINE).await?);
+    ensure!(
+        error.contains("ahead of every transaction") && error.contains("DELETE FROM cdc_cursors"),
+        "cdc failed, but without saying why and what to do: {error}"
+    );
+    Ok(())
+}
+
+/// Pruning must not trust such a cursor either: with it, every change would count as passed.
+#[tokio::test]
+async fn pruning_keeps_every_change_while_a_cursor_is_foreign_or_ahead() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_prune").await?;
+    pipeline
+        .upsert(&[sample_user("p-1", "Ada"), sample_user("p-2", "Grace")])
+        .await?;
+    for (watermark, cluster_offset) in [("900000000000", 0_i64), ("3", 1)] {
+        pipeline
+            .pg
+            .execute(
+                "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
+                 SELECT $1, $2::text::xid8, system_identifier + $3 FROM pg_control_system() \
+                 ON CONFLICT (consumer) DO UPDATE SET watermark = EXCLUDED.watermark, \
+                     system_identifier = EXCLUDED.system_identifier",
+                &[&pipeline.cdc_name, &watermark, &cluster_offset],
+            )
+            .await?;
+        let pruned = userstream::store::prune(&pipeline.pg).await?;
+        ensure!(
+            pruned == 0,
+            "pruned {pruned} changes on the word of a cursor at {watermark} (cluster + {cluster_offset})"
+        );
+    }
+    let (left,): (i64,) = {
+        let row = pipeline
+            .pg
+            .query_one("SELECT count(*) FROM user_changes", &[])
+            .await?;
+        (row.try_get(0)?,)
+    };
+    ensure!(left == 2, "{left} changes left of 2");
+    Ok(())
+}
+
+/// The database host's clock stepping back (an NTP step, a failover to a host that is behind)
+/// must not give a newer version an older source time: Cassandra keeps the version with the
+/// greatest one, so the newer version would lose to the stale one for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_stepping_back_never_makes_a_newer_version_lose() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_clock").await?;
+    pipeline.upsert(&[sample_user("k-1", "Before")]).await?;
+    // The first version was stamped while the host's clock ran an hour ahead; then it was
+    // stepped back to the right time.
+    pipeline
+        .pg
+        .batch_execute(
+            "UPDATE user_changes SET source_ts = source_ts + interval '1 hour'; \
+             UPDATE user_change_clock SET last_ts = last_ts + interval '1 hour';",
+        )
+        .await?;
+    pipeline
+        .pg
+        .execute(
+            "UPDATE users SET first_name = 'After' WHERE id = 'k-1'",
+            &[],
+        )
+        .await?;
+    let stamps: Vec<chrono::DateTime<chrono::Utc>> = pipeline
+        .pg
+        .query(
+            "SELECT source_ts FROM user_changes WHERE user_id = 'k-1' ORDER BY xid, seq",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        stamps.len() == 2 && stamps[1] > stamps[0],
+        "source times of k-1's versions do not increase: {stamps:?}"
+    );
+
+    pipeline.start_cdc();
+    pipeline.start_processor();
+    pipeline
+        .wait_until_cassandra_matches_postgres(DEADLINE)
+        .await?;
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await
+}
+
+/// Two `cdc` with one cursor name: one leads and produces, the other waits as a standby, so no
+/// change is produced twice; when the leader stops, the standby takes over and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_cdc_on_one_cursor_waits_as_a_standby_and_takes_over() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_fence").await?;
+    pipeline.start_cdc();
+    pipeline
+        .eventually("the first cdc leads the cursor", DEADLINE, || async {
+            let row = pipeline
+                .pg
+                .query_opt(
+                    "SELECT 1 FROM cdc_cursors WHERE consumer = $1",
+                    &[&pipeline.cdc_name],
+                )
+                .await?;
+            Ok(row.map(|_| ()))
+        })
+        .await?;
+    pipeline.start_another_cdc();
+
+    let first: Vec<_> = (0..200)
+        .map(|n| sample_user(&format!("s1-{n:03}"), "Ada"))
+        .collect();
+    for page in first.chunks(20) {
+        pipeline.upsert(page).await?;
+    }
+    pipeline
+        .eventually("the first wave is on the topic", DEADLINE, || async {
+            Ok((pipeline.topic_len().await? >= first.len()).then_some(()))
+        })
+        .await?;
+
+    pipeline.stop_cdc().await?;
+    let second: Vec<_> = (0..200)
+        .map(|n| sample_user(&format!("s2-{n:03}"), "Grace"))
+        .collect();
+    for page in second.chunks(20) {
+        pipeline.upsert(page).await?;
+    }
+    let expected = first.len() + second.len();
+    pipeline
+        .eventually("the standby produced the second wave", DEADLINE, || async {
+            Ok((pipeline.topic_len().await? >= expected).then_some(()))
+        })
+        .await?;
+    pipeline.stop_another_cdc().await?;
+
+    let messages = pipeline.topic_messages().await?;
+    let mut keys: Vec<String> = messages.iter().filter_map(harness::key).collect();
+    keys.sort();
+    let before = keys.len();
+    keys.dedup();
+    ensure!(
+        before == expected && keys.len() == expected,
+        "{before} messages for {expected} changes ({} distinct keys): a change was produced twice",
+        keys.len()
+    );
+    Ok(())
+}
+
+/// Whoever commits, the stored cursor never moves back: a poller that lost its lead while a round
+/// was in flight cannot rewind it.
+#[tokio::test]
+async fn the_stored_cursor_never_moves_back() -> anyhow::Result<()> {
+    use userstream::store::{commit_position, load_position, ChangeKey, Position};
+    let pipeline = TestPipeline::new("rel_rewind").await?;
+    let name = &pipeline.cdc_name;
+    let ahead = Position {
+        watermark: 20,
+        last: Some(ChangeKey { xid: 19, seq: 40 }),
+    };
+    load_position(&pipeline.pg, name).await?;
+    commit_position(&pipeline.pg, name, &ahead).await?;
+    for behind in [
+        Position {
+            watermark: 10,
+            last: Some(ChangeKey { xid: 9, seq: 5 }),
+        },
+        Position {
+            watermark: 20,
+            last: Some(ChangeKey { xid: 19, seq: 39 }),
+        },
+        Position {
+            watermark: 10,
+            last: None,
+        },
+    ] {
+        commit_position(&pipeline.pg, name, &behind).await?;
+        let stored = load_position(&pipeline.pg, name).await?;
+        ensure!(
+            stored == ahead,
+            "committing {behind:?} moved the cursor to {stored:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A stored value the change log cannot carry (here a date of birth past year 9999, written by
+/// hand: the fetcher refuses it) must not stop `cdc` on that row for good. The change is
+/// quarantined with its reason, and every change behind it still reaches Cassandra.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_cdc_cannot_carry_is_quarantined_and_the_rest_flows() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_quarantine").await?;
+    pipeline
+        .upsert(&[sample_user("q-1", "Ada"), sample_user("q-2", "Grace")])
+        .await?;
+    pipeline
+        .pg
+        .execute(
+            "UPDATE users SET date_of_birth = '10000-01-01T00:00:00Z', first_name = 'Bad' \
+             WHERE id = 'q-1'",
+            &[],
+        )
+        .await?;
+    pipeline.upsert(&[sample_user("q-3", "Katherine")]).await?;
+    pipeline
+        .pg
+        .execute(
+            "UPDATE users SET first_name = 'Hopper' WHERE id = 'q-2'",
+            &[],
+        )
+        .await?;
+    pipeline.start_cdc();
+    pipeline.start_processor();
+
+    pipeline
+        .eventually(
+            "the changes behind the bad one are written",
+            DEADLINE,
+            || async {
+                let after_q2 = pipeline.user_by_id("q-2").await?;
+                let after_q3 = pipeline.user_by_id("q-3").await?;
+                Ok(after_q2
+                    .zip(after_q3)
+                    .filter(|(q2, _)| q2.user.first_name.as_deref() == Some("Hopper")))
+            },
+        )
+        .await?;
+    let quarantined = pipeline
+        .pg
+        .query(
+            "SELECT user_id, op, reason FROM cdc_quarantine WHERE consumer = $1",
+            &[&pipeline.cdc_name],
+        )
+        .await?;
+    ensure!(
+        quarantined.len() == 1,
+        "{} quarantined changes, expected the one bad update",
+        quarantined.len()
+    );
+    let (user_id, op, reason): (String, String, String) = (
+        quarantined[0].try_get(0)?,
+        quarantined[0].try_get(1)?,
+        quarantined[0].try_get(2)?,
+    );
+    ensure!(user_id == "q-1" && op == "u", "quarantined {user_id} {op}");
+    ensure!(
+        reason.contains("date_of_birth"),
+        "the reason does not say what was wrong: {reason}"
+    );
+    // The user keeps its last version that could be carried.
+    let q1 = pipeline.user_by_id("q-1").await?;
+    ensure!(
+        q1.as_ref().and_then(|row| row.user.first_name.as_deref()) == Some("Ada"),
+        "q-1 in Cassandra: {q1:?}"
+    );
+    pipeline.ensure_stages_running()?;
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await
+}
