@@ -111,6 +111,17 @@ pub enum ProcessError {
         #[source]
         source: KafkaError,
     },
+    /// The dead-letter topic refused a dead letter in a way no retry changes (authorization,
+    /// topic policy, even without its payload too large).
+    #[error(
+        "the dead-letter topic refused the dead letter of partition {partition}, offset {offset}"
+    )]
+    DeadLetterRefused {
+        partition: i32,
+        offset: i64,
+        #[source]
+        source: KafkaError,
+    },
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
 }
@@ -121,7 +132,7 @@ impl Retryable for ProcessError {
             Self::Sink(error) => error.is_retryable(),
             Self::Schema(error) => error.is_retryable(),
             Self::Kafka { .. } => true,
-            Self::ReaderSchema(_) | Self::Telemetry(_) => false,
+            Self::ReaderSchema(_) | Self::DeadLetterRefused { .. } | Self::Telemetry(_) => false,
         }
     }
 }
@@ -373,18 +384,17 @@ async fn lane(
         .await;
         match done {
             Ok(()) => {
-                let ready = lanes
-                    .tracker
-                    .lock()
-                    .expect("offset tracker lock")
-                    .finish(partition, offset);
-                if let Some(ready) = ready {
-                    if let Err(error) = lanes.consumer.store_offset(&lanes.topic, partition, ready)
-                    {
-                        // The partition was revoked by a rebalance: its new owner resumes from
-                        // the last commit, so this message may be processed again — harmless.
-                        tracing::debug!(%error, partition, offset = ready, "offset not stored");
-                    }
+                let stored =
+                    offsets::finish_and_store(&lanes.tracker, partition, offset, |ready| {
+                        lanes
+                            .consumer
+                            .store_offset(&lanes.topic, partition, ready)
+                            .map_err(|error| (ready, error))
+                    });
+                if let Some(Err((ready, error))) = stored {
+                    // The partition was revoked by a rebalance: its new owner resumes from the
+                    // last commit, so this message may be processed again — harmless.
+                    tracing::debug!(%error, partition, offset = ready, "offset not stored");
                 }
             }
             Err(RetryError::Cancelled(error)) => {

@@ -6,6 +6,7 @@
 //! every offset before it has finished: the offset stored is always a contiguous prefix.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 /// In-flight offsets of every partition the processor holds.
 #[derive(Debug, Default)]
@@ -61,9 +62,60 @@ impl OffsetTracker {
     }
 }
 
+/// Finishes `offset` of `partition` and, when that releases an offset, hands it to `store` while
+/// the tracker is still locked. Lanes finish concurrently: were the release and the store two
+/// steps, a lane could store offset 15 between another lane's release of 10 and its store of 10,
+/// and the stored offset would move back (every message between would be processed again after a
+/// restart). Returns what `store` returned, if it was called.
+pub fn finish_and_store<T>(
+    tracker: &Mutex<OffsetTracker>,
+    partition: i32,
+    offset: i64,
+    store: impl FnOnce(i64) -> T,
+) -> Option<T> {
+    let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+    tracker.finish(partition, offset).map(store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_released_by_concurrent_lanes_are_stored_in_order() {
+        const LANES: i64 = 8;
+        const PER_LANE: i64 = 500;
+        for _ in 0..20 {
+            let tracker = Mutex::new(OffsetTracker::default());
+            for offset in 0..LANES * PER_LANE {
+                tracker.lock().unwrap().begin(0, offset);
+            }
+            let stored = Mutex::new(Vec::new());
+            std::thread::scope(|scope| {
+                for lane in 0..LANES {
+                    let (tracker, stored) = (&tracker, &stored);
+                    scope.spawn(move || {
+                        for offset in (lane..LANES * PER_LANE).step_by(LANES as usize) {
+                            finish_and_store(tracker, 0, offset, |ready| {
+                                // Gives another lane the chance to overtake between release
+                                // and store, as a real store call would.
+                                for _ in 0..3 {
+                                    std::thread::yield_now();
+                                }
+                                stored.lock().unwrap().push(ready);
+                            });
+                        }
+                    });
+                }
+            });
+            let stored = stored.into_inner().unwrap();
+            assert!(
+                stored.windows(2).all(|pair| pair[0] < pair[1]),
+                "the stored offset moved back"
+            );
+            assert_eq!(stored.last(), Some(&(LANES * PER_LANE - 1)));
+        }
+    }
 
     #[test]
     fn in_order_completion_releases_each_offset() {

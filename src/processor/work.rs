@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use super::ProcessError;
@@ -23,12 +25,15 @@ pub enum Work {
         user: Box<NormalizedUser>,
         source_ts_us: i64,
         source_txid: Option<i64>,
+        /// Dead-lettered as it came should Cassandra refuse the data itself.
+        original: Box<OwnedMessage>,
     },
     Delete {
         partition: i32,
         offset: i64,
         user_id: String,
         source_ts_us: i64,
+        original: Box<OwnedMessage>,
     },
     DeadLetter(Box<DeadLetter>),
 }
@@ -46,6 +51,22 @@ pub struct DeadLetter {
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Option<OwnedHeaders>,
+}
+
+impl DeadLetter {
+    /// `message` as it came, on its way to the dead-letter topic because of `kind`.
+    fn of(message: &OwnedMessage, kind: &'static str, text: String) -> Self {
+        Self {
+            kind,
+            message: text,
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers: message.headers().cloned(),
+        }
+    }
 }
 
 impl Work {
@@ -80,24 +101,41 @@ impl Work {
         dead_letter_topic: &str,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
-        let (op, outcome) = match self {
+        let (op, written, original) = match self {
             Self::Upsert {
                 user,
                 source_ts_us,
                 source_txid,
+                original,
                 ..
             } => (
                 "upsert",
-                sink.upsert(user, *source_ts_us, *source_txid).await?,
+                sink.upsert(user, *source_ts_us, *source_txid).await,
+                original,
             ),
             Self::Delete {
                 user_id,
                 source_ts_us,
+                original,
                 ..
-            } => ("delete", sink.delete(user_id, *source_ts_us).await?),
+            } => (
+                "delete",
+                sink.delete(user_id, *source_ts_us).await,
+                original,
+            ),
             Self::DeadLetter(letter) => {
                 return produce_dead_letter(letter, dead_letters, dead_letter_topic).await
             }
+        };
+        let outcome = match written {
+            Ok(outcome) => outcome,
+            // Cassandra refused these values (a key over 64 KiB, a mutation too large): the
+            // same message would be refused forever, so it goes where poison goes.
+            Err(error) if error.is_refused_data() => {
+                let letter = DeadLetter::of(original, "cassandra_rejected", chain(&error));
+                return produce_dead_letter(&letter, dead_letters, dead_letter_topic).await;
+            }
+            Err(error) => return Err(error.into()),
         };
         metrics::histogram!("userstream_processor_write_seconds", "op" => op)
             .record(started.elapsed().as_secs_f64());
@@ -111,11 +149,64 @@ impl Work {
     }
 }
 
+/// Produces `letter` to the dead-letter topic. One that cannot be produced whole (its payload
+/// plus the added headers exceed the producer's or the topic's size limit) is produced without
+/// its payload, so it still says what was wrong and where the message is; any other refusal that
+/// retrying cannot fix stops the processor with it.
 async fn produce_dead_letter(
     letter: &DeadLetter,
     producer: &FutureProducer,
     topic: &str,
 ) -> Result<(), ProcessError> {
+    let outcome = match send_dead_letter(letter, producer, topic, None).await {
+        Err(error) if is_too_large(&error) && letter.payload.is_some() => {
+            let size = letter.payload.as_ref().map_or(0, Vec::len);
+            let dropped =
+                format!("{size} bytes: too large for the dead-letter topic ({error}); dropped");
+            tracing::warn!(
+                partition = letter.partition,
+                offset = letter.offset,
+                size,
+                "dead letter too large to produce whole; producing it without its payload"
+            );
+            send_dead_letter(letter, producer, topic, Some(&dropped)).await
+        }
+        outcome => outcome,
+    };
+    outcome.map_err(|source| {
+        if is_refused_for_good(&source) {
+            ProcessError::DeadLetterRefused {
+                partition: letter.partition,
+                offset: letter.offset,
+                source,
+            }
+        } else {
+            ProcessError::Kafka {
+                operation: "produce to the dead-letter topic",
+                source,
+            }
+        }
+    })?;
+    metrics::counter!("userstream_processor_dead_lettered_total", "reason" => letter.kind)
+        .increment(1);
+    tracing::warn!(
+        kind = letter.kind,
+        message = letter.message,
+        partition = letter.partition,
+        offset = letter.offset,
+        "message dead-lettered"
+    );
+    Ok(())
+}
+
+/// One produce of `letter`; with `payload_dropped`, without the payload and with a header saying
+/// why.
+async fn send_dead_letter(
+    letter: &DeadLetter,
+    producer: &FutureProducer,
+    topic: &str,
+    payload_dropped: Option<&str>,
+) -> Result<(), KafkaError> {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = &letter.headers {
         for header in original.iter() {
@@ -148,30 +239,55 @@ async fn produce_dead_letter(
             key: "original_offset",
             value: Some(&offset),
         });
+    if let Some(reason) = payload_dropped {
+        headers = headers.insert(Header {
+            key: "payload_dropped",
+            value: Some(reason),
+        });
+    }
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
     if let Some(key) = &letter.key {
         record = record.key(key.as_slice());
     }
-    if let Some(payload) = &letter.payload {
+    if let (Some(payload), None) = (&letter.payload, payload_dropped) {
         record = record.payload(payload.as_slice());
     }
     producer
         .send(record, rdkafka::util::Timeout::Never)
         .await
-        .map_err(|(source, _)| ProcessError::Kafka {
-            operation: "produce to the dead-letter topic",
-            source,
-        })?;
-    metrics::counter!("userstream_processor_dead_lettered_total", "reason" => letter.kind)
-        .increment(1);
-    tracing::warn!(
-        kind = letter.kind,
-        message = letter.message,
-        partition = letter.partition,
-        offset = letter.offset,
-        "message dead-lettered"
-    );
-    Ok(())
+        .map(drop)
+        .map_err(|(error, _)| error)
+}
+
+fn produce_error_code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
+    match error {
+        KafkaError::MessageProduction(code) => Some(*code),
+        _ => None,
+    }
+}
+
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        produce_error_code(error),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
+}
+
+/// Refusals of the dead-letter topic that no retry can change: without a place for poison, the
+/// processor must stop rather than stall or drop it.
+fn is_refused_for_good(error: &KafkaError) -> bool {
+    matches!(
+        produce_error_code(error),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::PolicyViolation
+                | RDKafkaErrorCode::InvalidTopic
+        )
+    )
 }
 
 /// Decides what to do with `message`. Returns `None` only when shutdown interrupted a transient
@@ -183,45 +299,47 @@ pub async fn classify(
     policy: BackoffPolicy,
     shutdown: &CancellationToken,
 ) -> Option<Work> {
-    let dead = |kind: &'static str, text: String| {
-        Some(Work::DeadLetter(Box::new(DeadLetter {
-            kind,
-            message: text,
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            headers: message.headers().cloned(),
-        })))
-    };
     let (partition, offset) = (message.partition(), message.offset());
 
     let Some(key) = message.key() else {
-        return dead("missing_key", "message has no key (the user id)".to_owned());
+        return dead(
+            &message,
+            "missing_key",
+            "message has no key (the user id)".to_owned(),
+        );
     };
     let Ok(user_id) = std::str::from_utf8(key) else {
-        return dead("invalid_key", "message key is not UTF-8".to_owned());
+        return dead(
+            &message,
+            "invalid_key",
+            "message key is not UTF-8".to_owned(),
+        );
     };
     let source_ts_us = match header(&message, "source_ts_us").map(str::parse::<i64>) {
         Some(Ok(ts)) => ts,
         Some(Err(_)) => {
             return dead(
+                &message,
                 "invalid_header",
                 "header source_ts_us is not an integer".to_owned(),
             )
         }
         None => {
             return dead(
+                &message,
                 "missing_header",
                 "header source_ts_us is missing".to_owned(),
             )
         }
     };
+    if let Err(reason) = plausible_source_time(source_ts_us, chrono::Utc::now()) {
+        return dead(&message, "implausible_source_time", reason);
+    }
     let source_txid = match header(&message, "source_txid").map(str::parse::<i64>) {
         Some(Ok(txid)) => Some(txid),
         Some(Err(_)) => {
             return dead(
+                &message,
                 "invalid_header",
                 "header source_txid is not an integer".to_owned(),
             )
@@ -233,19 +351,26 @@ pub async fn classify(
     let Some(payload) = message.payload() else {
         if matches!(op, Some("c" | "u")) {
             return dead(
+                &message,
                 "op_mismatch",
                 format!("op {op:?} with a null value (a tombstone)"),
             );
         }
+        let user_id = user_id.to_owned();
         return Some(Work::Delete {
             partition,
             offset,
-            user_id: user_id.to_owned(),
+            user_id,
             source_ts_us,
+            original: Box::new(message),
         });
     };
     if op == Some("d") {
-        return dead("op_mismatch", "op \"d\" with a non-null value".to_owned());
+        return dead(
+            &message,
+            "op_mismatch",
+            "op \"d\" with a non-null value".to_owned(),
+        );
     }
 
     let decoded = loop {
@@ -260,18 +385,19 @@ pub async fn classify(
                     Ok(schema) => decoder.register_writer(id, &schema),
                     Err(RetryError::Cancelled(_)) => return None,
                     Err(RetryError::Permanent(WriterSchemaLookup(error))) => {
-                        return dead("unknown_schema", chain(&error));
+                        return dead(&message, "unknown_schema", chain(&error));
                     }
                 };
                 if let Err(error) = registered {
-                    return dead(error.kind(), chain(&error));
+                    return dead(&message, error.kind(), chain(&error));
                 }
             }
-            Err(error) => return dead(error.kind(), chain(&error)),
+            Err(error) => return dead(&message, error.kind(), chain(&error)),
         }
     };
     if decoded.record.id != user_id {
         return dead(
+            &message,
             "key_mismatch",
             format!(
                 "key {user_id:?} but the value's id is {:?}",
@@ -304,6 +430,7 @@ pub async fn classify(
                 user: Box::new(normalized.user),
                 source_ts_us,
                 source_txid,
+                original: Box::new(message),
             })
         }
         Err(error) => {
@@ -313,8 +440,33 @@ pub async fn classify(
                 "reason" => error.reason.as_str()
             )
             .increment(1);
-            dead("invalid_value", chain(&error))
+            dead(&message, "invalid_value", chain(&error))
         }
+    }
+}
+
+fn dead(message: &OwnedMessage, kind: &'static str, text: String) -> Option<Work> {
+    Some(Work::DeadLetter(Box::new(DeadLetter::of(
+        message, kind, text,
+    ))))
+}
+
+/// A source time is the change's commit time in PostgreSQL, and it becomes the Cassandra write
+/// time: one far in the future would win against every later version of the user, freezing it
+/// for good, and one before 2000 is no time this pipeline wrote. Such a header is poison.
+fn plausible_source_time(
+    source_ts_us: i64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    const EARLIEST_US: i64 = 946_684_800_000_000; // 2000-01-01T00:00:00Z
+    let latest_us = (now + chrono::Duration::days(1)).timestamp_micros();
+    if (EARLIEST_US..=latest_us).contains(&source_ts_us) {
+        Ok(())
+    } else {
+        Err(format!(
+            "header source_ts_us is {source_ts_us}, not between 2000-01-01 and a day from now \
+             ({latest_us})"
+        ))
     }
 }
 

@@ -100,30 +100,82 @@ impl Retryable for SinkError {
     }
 }
 
+impl SinkError {
+    /// Whether Cassandra refused the values of this write rather than the statement or the
+    /// keyspace: the same write would be refused forever, so the change it carries is poison.
+    /// (A key over 64 KiB, a mutation over the commit log's limit, a value that cannot be bound.)
+    /// A keyspace or table that is gone is not the data's fault and stops the processor instead.
+    pub fn is_refused_data(&self) -> bool {
+        let Self::Execute { source, .. } = self else {
+            return false;
+        };
+        match &**source {
+            ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+                DbError::Invalid,
+                message,
+            )) => !names_missing_schema(message),
+            ExecutionError::LastAttemptError(RequestAttemptError::SerializationError(_))
+            | ExecutionError::LastAttemptError(RequestAttemptError::CqlRequestSerialization(_)) => {
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Cassandra's `Invalid` answers about the schema rather than the values.
+fn names_missing_schema(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    [
+        "unconfigured table",
+        "keyspace",
+        "undefined column",
+        "unknown identifier",
+    ]
+    .iter()
+    .any(|marker| message.contains(marker))
+}
+
 /// Whether Cassandra (or the way to it) may answer differently if asked again: time-outs,
-/// unavailable replicas, overload, a lost connection. Invalid statements and values never will.
+/// unavailable replicas, overload, a lost connection, a server error or rate limit, metadata or
+/// a re-prepare failing on the way. Invalid statements and values never will.
 fn is_transient(error: &ExecutionError) -> bool {
     match error {
         ExecutionError::ConnectionPoolError(_)
         | ExecutionError::RequestTimeout(_)
         | ExecutionError::EmptyPlan
-        | ExecutionError::SchemaAgreementError(_) => true,
-        ExecutionError::LastAttemptError(attempt) => match attempt {
-            RequestAttemptError::BrokenConnectionError(_)
-            | RequestAttemptError::UnableToAllocStreamId => true,
-            RequestAttemptError::DbError(db, _) => matches!(
-                db,
-                DbError::Unavailable { .. }
-                    | DbError::Overloaded
-                    | DbError::IsBootstrapping
-                    | DbError::ReadTimeout { .. }
-                    | DbError::WriteTimeout { .. }
-                    | DbError::ReadFailure { .. }
-                    | DbError::WriteFailure { .. }
-                    | DbError::TruncateError
-            ),
+        | ExecutionError::SchemaAgreementError(_)
+        | ExecutionError::MetadataError(_) => true,
+        ExecutionError::LastAttemptError(attempt) => attempt_is_transient(attempt),
+        ExecutionError::PrepareError(prepare) => match prepare {
+            PrepareError::AllAttemptsFailed { first_attempt } => {
+                attempt_is_transient(first_attempt)
+            }
+            PrepareError::ConnectionPoolError(_) => true,
             _ => false,
         },
+        _ => false,
+    }
+}
+
+fn attempt_is_transient(attempt: &RequestAttemptError) -> bool {
+    match attempt {
+        RequestAttemptError::BrokenConnectionError(_)
+        | RequestAttemptError::UnableToAllocStreamId => true,
+        RequestAttemptError::DbError(db, _) => matches!(
+            db,
+            DbError::Unavailable { .. }
+                | DbError::Overloaded
+                | DbError::IsBootstrapping
+                | DbError::ReadTimeout { .. }
+                | DbError::WriteTimeout { .. }
+                | DbError::ReadFailure { .. }
+                | DbError::WriteFailure { .. }
+                | DbError::TruncateError
+                | DbError::ServerError
+                | DbError::RateLimitReached { .. }
+                | DbError::Unprepared { .. }
+        ),
         _ => false,
     }
 }

@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use anyhow::ensure;
+use rdkafka::message::{Message, OwnedMessage};
+use userstream::codec::{Encoder, USER_SCHEMA};
+use userstream::schemas::{value_subject, SchemaRegistryClient};
 
 use crate::common;
 use crate::fault_proxy::{Fault, FaultProxy};
@@ -352,4 +355,153 @@ async fn a_change_cdc_cannot_carry_is_quarantined_and_the_rest_flows() -> anyhow
     pipeline.ensure_stages_running()?;
     pipeline.stop_processor().await?;
     pipeline.stop_cdc().await
+}
+
+/// Registers the pipeline's value schema for the test's topic, as `cdc` would, and returns an
+/// encoder with the id.
+async fn value_schema(pipeline: &TestPipeline) -> anyhow::Result<(Encoder, u32)> {
+    let registry = SchemaRegistryClient::new(&pipeline.registry_args())?;
+    let id = registry
+        .register(&value_subject(&pipeline.topic), USER_SCHEMA)
+        .await?;
+    Ok((Encoder::new()?, id))
+}
+
+fn now_us() -> String {
+    chrono::Utc::now().timestamp_micros().to_string()
+}
+
+/// Messages of the dead-letter topic with this `error_kind`.
+async fn dead_letters_of(pipeline: &TestPipeline, kind: &str) -> anyhow::Result<Vec<OwnedMessage>> {
+    Ok(pipeline
+        .dead_letters()
+        .await?
+        .into_iter()
+        .filter(|letter| harness::header(letter, "error_kind").as_deref() == Some(kind))
+        .collect())
+}
+
+/// Values Cassandra refuses for good (here a user id over its 64 KiB key limit) are poison: the
+/// message is dead-lettered and the processor goes on, instead of stopping on it and failing on
+/// the same offset after every restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_cassandra_refuses_are_dead_lettered_and_the_processor_goes_on() -> anyhow::Result<()>
+{
+    let mut pipeline = TestPipeline::new("rel_refused").await?;
+    let (encoder, schema_id) = value_schema(&pipeline).await?;
+    let producer = harness::producer()?;
+    let huge_id = "x".repeat(70_000);
+    let (huge, _) = sample_user(&huge_id, "Huge");
+    let (valid, _) = sample_user("v-1", "Valid");
+    for user in [&huge, &valid] {
+        let payload = encoder.encode_message(schema_id, user)?;
+        let ts = now_us();
+        harness::produce(
+            &producer,
+            &pipeline.topic,
+            Some(0),
+            &user.id,
+            Some(&payload),
+            &[("op", "c"), ("source_ts_us", &ts)],
+        )
+        .await?;
+    }
+    pipeline.start_processor();
+    pipeline
+        .eventually("the valid user is written", DEADLINE, || async {
+            pipeline.user_by_id("v-1").await
+        })
+        .await?;
+    let letters = pipeline
+        .eventually("the refused one is dead-lettered", DEADLINE, || async {
+            let letters = dead_letters_of(&pipeline, "cassandra_rejected").await?;
+            Ok((!letters.is_empty()).then_some(letters))
+        })
+        .await?;
+    ensure!(letters.len() == 1, "{} dead letters", letters.len());
+    ensure!(harness::key(&letters[0]).as_deref() == Some(huge_id.as_str()));
+    pipeline.ensure_stages_running()?;
+    pipeline.stop_processor().await
+}
+
+/// A source time far in the future would become a Cassandra write time that no later version
+/// of the user could beat. Such a message is dead-lettered, and the user's next version is
+/// written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_implausible_source_time_is_dead_lettered_not_frozen_in() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_future").await?;
+    let (encoder, schema_id) = value_schema(&pipeline).await?;
+    let producer = harness::producer()?;
+    let in_ten_years = (chrono::Utc::now() + chrono::Duration::days(3650))
+        .timestamp_micros()
+        .to_string();
+    for (name, ts) in [("Future", in_ten_years), ("Present", now_us())] {
+        let (user, _) = sample_user("t-1", name);
+        let payload = encoder.encode_message(schema_id, &user)?;
+        harness::produce(
+            &producer,
+            &pipeline.topic,
+            Some(0),
+            "t-1",
+            Some(&payload),
+            &[("op", "u"), ("source_ts_us", &ts)],
+        )
+        .await?;
+    }
+    pipeline.start_processor();
+    pipeline
+        .eventually("the present version is written", DEADLINE, || async {
+            Ok(pipeline
+                .user_by_id("t-1")
+                .await?
+                .filter(|row| row.user.first_name.as_deref() == Some("Present")))
+        })
+        .await?;
+    let letters = dead_letters_of(&pipeline, "implausible_source_time").await?;
+    ensure!(letters.len() == 1, "{} dead letters", letters.len());
+    pipeline.stop_processor().await
+}
+
+/// A poison message close to the producer's size limit no longer fits once the dead-letter
+/// headers are added. It is dead-lettered without its payload (headers and original coordinates
+/// only, and a header saying so) instead of being retried forever while its lane fills up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_too_large_to_produce_whole_goes_without_its_payload() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_large").await?;
+    let producer = harness::producer()?;
+    // Not Avro in the wire format: poison; just under librdkafka's 1,000,000-byte default.
+    let payload = vec![7_u8; 1_000_000 - 200];
+    let ts = now_us();
+    let (partition, offset) = harness::produce(
+        &producer,
+        &pipeline.topic,
+        Some(0),
+        "l-1",
+        Some(&payload),
+        &[("op", "c"), ("source_ts_us", &ts)],
+    )
+    .await?;
+    pipeline.start_processor();
+    let letter = pipeline
+        .eventually("the large poison is dead-lettered", DEADLINE, || async {
+            Ok(pipeline.dead_letters().await?.into_iter().next())
+        })
+        .await?;
+    ensure!(letter.payload().is_none(), "the payload was kept");
+    let dropped = harness::header(&letter, "payload_dropped").unwrap_or_default();
+    ensure!(
+        dropped.contains("too large"),
+        "payload_dropped: {dropped:?}"
+    );
+    ensure!(harness::header(&letter, "original_offset") == Some(offset.to_string()));
+    ensure!(harness::header(&letter, "original_partition") == Some(partition.to_string()));
+    pipeline
+        .eventually("the processor commits past it", DEADLINE, || async {
+            Ok(pipeline
+                .committed_offset(partition)
+                .await?
+                .filter(|committed| *committed > offset))
+        })
+        .await?;
+    pipeline.stop_processor().await
 }
