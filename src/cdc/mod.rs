@@ -15,6 +15,9 @@
 //! schema the registry refuses (incompatible under the subject's level) stops the stage with the
 //! registry's reason, so nothing is ever produced with an unregistered schema.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,11 +213,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
     .map_err(RetryError::into_inner)?;
     tracing::info!(subject, schema_id, "value schema registered");
 
-    let poller = Poller {
+    let mut poller = Poller {
         encoder: Encoder::new().map_err(CdcError::LocalSchema)?,
-        producer: crate::kafka::producer_config(&config.kafka)
-            .create()
-            .map_err(kafka("create the producer"))?,
+        producer: create_producer(&config.kafka)?,
+        kafka: config.kafka.clone(),
         schema_id,
         topic: Arc::from(config.topic.topic.as_str()),
     };
@@ -273,6 +275,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
             }
             Err(error) if error.is_retryable() => {
                 health.set_ready(false);
+                poller.renew_producer_if_fatal()?;
                 // The position in PostgreSQL is the truth after a failure: re-read it.
                 position = None;
                 let delay = backoff.next_delay();
@@ -337,15 +340,38 @@ async fn ensure_topics_retrying(
     .map_err(RetryError::into_inner)
 }
 
+/// A message handed to the producer: resolves when Kafka acknowledged it.
+type Delivery = Pin<Box<dyn Future<Output = Result<(), CdcError>> + Send>>;
+
+fn create_producer(kafka_args: &KafkaArgs) -> Result<FutureProducer, CdcError> {
+    crate::kafka::producer_config(kafka_args)
+        .create()
+        .map_err(kafka("create the producer"))
+}
+
 /// What one round needs besides PostgreSQL.
 struct Poller {
     encoder: Encoder,
     producer: FutureProducer,
+    /// What the producer was made from, to make a new one.
+    kafka: KafkaArgs,
     schema_id: u32,
     topic: Arc<str>,
 }
 
 impl Poller {
+    /// An idempotent producer that hit a fatal error (say, the broker lost its sequence state)
+    /// refuses every message from then on: retrying with it would fail forever. A new producer
+    /// starts a new idempotent session; the round it failed is produced again, harmlessly.
+    fn renew_producer_if_fatal(&mut self) -> Result<(), CdcError> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::warn!(%code, reason, "the Kafka producer failed fatally; replacing it");
+            metrics::counter!("userstream_cdc_producer_renewals_total").increment(1);
+            self.producer = create_producer(&self.kafka)?;
+        }
+        Ok(())
+    }
+
     /// Reads one batch, produces it, waits for every acknowledgement, commits the position.
     /// Returns how many changes were produced.
     async fn round(
@@ -361,10 +387,14 @@ impl Poller {
         };
         let poll = store::poll_changes(pg, &from, config.batch_size).await?;
         let mut unreadable = poll.unreadable;
-        let mut deliveries = Vec::with_capacity(poll.changes.len());
+        let mut deliveries = VecDeque::with_capacity(poll.changes.len());
+        let mut acknowledged = 0;
         for change in &poll.changes {
-            match self.produce(change) {
-                Ok(delivery) => deliveries.push(delivery),
+            match self
+                .enqueue_waiting_for_room(change, &mut deliveries, &mut acknowledged)
+                .await
+            {
+                Ok(()) => {}
                 Err(CdcError::Encode { source, .. }) => unreadable.push(UnreadableChange {
                     xid: change.xid,
                     seq: change.seq,
@@ -392,7 +422,7 @@ impl Poller {
                 "change cannot be carried to Kafka; quarantined in cdc_quarantine and passed"
             );
         }
-        let produced = deliveries.len();
+        let produced = acknowledged + deliveries.len();
         try_join_all(deliveries).await?;
 
         if poll.next != from {
@@ -415,11 +445,40 @@ impl Poller {
         Ok(produced)
     }
 
-    /// Hands one change to the producer; the returned future resolves when Kafka acknowledged it.
-    fn produce(
+    /// Hands `change` to the producer, its delivery after the others in `deliveries`. While
+    /// librdkafka's queue is full (a batch larger than `queue.buffering.max.messages`), it waits
+    /// for the oldest delivery to be acknowledged and tries again: failing the round instead
+    /// would produce its first part again on every retry.
+    async fn enqueue_waiting_for_room(
         &self,
         change: &Change,
-    ) -> Result<impl std::future::Future<Output = Result<(), CdcError>>, CdcError> {
+        deliveries: &mut VecDeque<Delivery>,
+        acknowledged: &mut usize,
+    ) -> Result<(), CdcError> {
+        loop {
+            match self.produce(change) {
+                Ok(delivery) => {
+                    deliveries.push_back(delivery);
+                    return Ok(());
+                }
+                Err(CdcError::Kafka {
+                    source: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    ..
+                }) => match deliveries.pop_front() {
+                    Some(oldest) => {
+                        oldest.await?;
+                        *acknowledged += 1;
+                    }
+                    // Full with nothing of ours in it: another round's messages still leave.
+                    None => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Hands one change to the producer; the returned future resolves when Kafka acknowledged it.
+    fn produce(&self, change: &Change) -> Result<Delivery, CdcError> {
         let payload = match (&change.after, change.op) {
             (_, Op::Delete) | (None, _) => None,
             (Some(user), _) => Some(self.encoder.encode_message(self.schema_id, user).map_err(
@@ -458,7 +517,7 @@ impl Poller {
                     source,
                 })?;
         let op = change.op.as_str();
-        Ok(async move {
+        Ok(Box::pin(async move {
             match delivery.await {
                 Ok(Ok(_)) => {
                     metrics::counter!("userstream_cdc_changes_produced_total", "op" => op)
@@ -474,6 +533,51 @@ impl Poller {
                     source: KafkaError::Canceled,
                 }),
             }
-        })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use rdkafka::types::RDKafkaRespErr;
+
+    use super::*;
+
+    #[test]
+    fn a_producer_that_failed_fatally_is_replaced() {
+        let kafka = KafkaArgs {
+            brokers: "127.0.0.1:9".to_owned(),
+            librdkafka_options: Vec::new(),
+            consumer_options: Vec::new(),
+        };
+        let mut poller = Poller {
+            encoder: Encoder::new().unwrap(),
+            producer: create_producer(&kafka).unwrap(),
+            kafka,
+            schema_id: 1,
+            topic: Arc::from("t"),
+        };
+        poller.renew_producer_if_fatal().unwrap();
+        let healthy = poller.producer.client().native_ptr();
+
+        // librdkafka's own hook for raising a fatal error, as a broker-side idempotence failure
+        // (a lost sequence number) does.
+        let reason = CString::new("test: the broker lost the producer's sequence").unwrap();
+        // SAFETY: the handle is the live producer's, and the reason outlives the call.
+        let raised = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                healthy,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        assert_eq!(raised, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+        assert!(poller.producer.client().fatal_error().is_some());
+
+        poller.renew_producer_if_fatal().unwrap();
+        assert!(poller.producer.client().fatal_error().is_none());
+        assert_ne!(poller.producer.client().native_ptr(), healthy);
     }
 }

@@ -214,8 +214,13 @@ impl TestPipeline {
     }
 
     pub fn start_cdc(&mut self) {
+        self.start_cdc_with(self.cdc_config());
+    }
+
+    /// Starts `cdc` with settings of the test's own (e.g. other Kafka options).
+    pub fn start_cdc_with(&mut self, config: cdc::Config) {
         assert!(self.cdc.is_none(), "cdc is already running");
-        self.cdc = Some(spawn_cdc(self.cdc_config()));
+        self.cdc = Some(spawn_cdc(config));
     }
 
     /// Starts one more `cdc` with the test's cursor name.

@@ -11,7 +11,7 @@ use userstream::schemas::{value_subject, SchemaRegistryClient};
 
 use crate::common;
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::harness::{self, sample_user, TestPipeline};
+use crate::harness::{self, sample_user, Settings, TestPipeline};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -504,4 +504,46 @@ async fn a_dead_letter_too_large_to_produce_whole_goes_without_its_payload() -> 
         })
         .await?;
     pipeline.stop_processor().await
+}
+
+/// A round larger than librdkafka's producer queue (`queue.buffering.max.messages`) used to meet
+/// "queue full", fail, and produce its first part again on every retry. It waits for room
+/// instead: every change reaches the topic exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_larger_than_the_producer_queue_is_produced_once() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::with_settings(
+        "rel_queue",
+        Settings {
+            cdc_batch_size: 1000,
+            ..Settings::default()
+        },
+    )
+    .await?;
+    let users: Vec<_> = (0..300)
+        .map(|n| sample_user(&format!("qf-{n:03}"), "Ada"))
+        .collect();
+    pipeline.upsert(&users).await?;
+    let mut config = pipeline.cdc_config();
+    config
+        .kafka
+        .librdkafka_options
+        .push(("queue.buffering.max.messages".to_owned(), "20".to_owned()));
+    pipeline.start_cdc_with(config);
+    pipeline
+        .eventually("every change is on the topic", DEADLINE, || async {
+            Ok((pipeline.topic_len().await? >= users.len()).then_some(()))
+        })
+        .await?;
+    pipeline.stop_cdc().await?;
+    let messages = pipeline.topic_messages().await?;
+    let keys: std::collections::BTreeSet<String> =
+        messages.iter().filter_map(harness::key).collect();
+    ensure!(
+        messages.len() == users.len() && keys.len() == users.len(),
+        "{} messages ({} distinct users) for {} changes",
+        messages.len(),
+        keys.len(),
+        users.len()
+    );
+    Ok(())
 }
