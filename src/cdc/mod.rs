@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -104,6 +104,16 @@ pub struct CdcOptions {
         value_parser = humantime::parse_duration
     )]
     pub drain_timeout: Duration,
+
+    /// Log a warning when the oldest change not yet produced, or the oldest open transaction
+    /// holding the poller back, is older than this.
+    #[arg(
+        long = "cdc-stall-warning",
+        env = "USERSTREAM_CDC_STALL_WARNING",
+        default_value = "1m",
+        value_parser = humantime::parse_duration
+    )]
+    pub stall_warning: Duration,
 }
 
 /// Why the CDC stage stopped.
@@ -219,6 +229,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
         kafka: config.kafka.clone(),
         schema_id,
         topic: Arc::from(config.topic.topic.as_str()),
+        stall_warned_at: Mutex::new(None),
     };
 
     let mut client = None;
@@ -357,6 +368,8 @@ struct Poller {
     kafka: KafkaArgs,
     schema_id: u32,
     topic: Arc<str>,
+    /// When a stall was last logged, so that a long one is logged once per threshold.
+    stall_warned_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl Poller {
@@ -436,6 +449,7 @@ impl Poller {
         } else {
             metrics::gauge!("userstream_cdc_lag_seconds").set(0.0);
         }
+        self.report_backlog(pg, config, &poll.next).await?;
 
         if last_prune.elapsed() >= config.prune_every {
             let pruned = store::prune(pg).await?;
@@ -443,6 +457,47 @@ impl Poller {
             *last_prune = tokio::time::Instant::now();
         }
         Ok(produced)
+    }
+
+    /// Publishes how old the oldest change not yet produced and the oldest open transaction are,
+    /// and warns when either is past `--cdc-stall-warning`. The lag of what was produced says
+    /// nothing while a long-open transaction pins the cluster's xmin and nothing is produced.
+    async fn report_backlog(
+        &self,
+        pg: &Client,
+        config: &CdcOptions,
+        position: &Position,
+    ) -> Result<(), CdcError> {
+        let backlog = store::backlog(pg, position).await?;
+        let now = chrono::Utc::now();
+        let age = |since: Option<chrono::DateTime<chrono::Utc>>| {
+            since.map_or(Duration::ZERO, |since| {
+                (now - since).to_std().unwrap_or(Duration::ZERO)
+            })
+        };
+        let unproduced = age(backlog.oldest_unproduced);
+        let open = age(backlog.oldest_open_transaction);
+        metrics::gauge!("userstream_cdc_oldest_unproduced_seconds").set(unproduced.as_secs_f64());
+        metrics::gauge!("userstream_cdc_oldest_open_transaction_seconds").set(open.as_secs_f64());
+        if unproduced.max(open) < config.stall_warning {
+            return Ok(());
+        }
+        let mut warned_at = self
+            .stall_warned_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned_at.is_some_and(|at| at.elapsed() < config.stall_warning) {
+            return Ok(());
+        }
+        *warned_at = Some(std::time::Instant::now());
+        tracing::warn!(
+            cursor = config.name,
+            oldest_unproduced_age = ?unproduced,
+            oldest_open_transaction_age = ?open,
+            "CDC is falling behind: changes wait to be produced. A transaction open for long \
+             (see pg_stat_activity.xact_start) keeps the poller from passing it"
+        );
+        Ok(())
     }
 
     /// Hands `change` to the producer, its delivery after the others in `deliveries`. While
@@ -558,6 +613,7 @@ mod tests {
             kafka,
             schema_id: 1,
             topic: Arc::from("t"),
+            stall_warned_at: Mutex::new(None),
         };
         poller.renew_producer_if_fatal().unwrap();
         let healthy = poller.producer.client().native_ptr();

@@ -9,6 +9,7 @@ use crate::model::UserRecord;
 
 const POLL_CHANGES: &str = include_str!("sql/query/poll_changes.sql");
 const PRUNE_CHANGES: &str = include_str!("sql/query/prune_changes.sql");
+const BACKLOG: &str = include_str!("sql/query/backlog.sql");
 
 /// Where one change sits in the log: its transaction, then its place within it. Changes are
 /// emitted in this order.
@@ -244,6 +245,38 @@ pub async fn poll_changes(
         changes,
         unreadable,
         next,
+    })
+}
+
+/// How far behind a consumer at `position` is, in time (see `sql/query/backlog.sql`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// The source time of the oldest change the consumer has not produced; `None` when it has
+    /// produced every change in the log.
+    pub oldest_unproduced: Option<DateTime<Utc>>,
+    /// When the oldest open transaction that holds the cluster's xmin back started (any
+    /// session's, not only a writer of users: it keeps the poller from passing newer xids).
+    pub oldest_open_transaction: Option<DateTime<Utc>>,
+}
+
+/// The consumer's [`Backlog`] at `position`.
+pub async fn backlog(client: &Client, position: &Position) -> Result<Backlog, StoreError> {
+    let last = position.last.unwrap_or(ChangeKey { xid: 0, seq: 0 });
+    let row = client
+        .query_one(
+            BACKLOG,
+            &[
+                &position.watermark.to_string(),
+                &last.xid.to_string(),
+                &last.seq,
+            ],
+        )
+        .await
+        .map_err(StoreError::postgres("measure the CDC backlog"))?;
+    let read = StoreError::postgres("measure the CDC backlog");
+    Ok(Backlog {
+        oldest_unproduced: row.try_get(0).map_err(&read)?,
+        oldest_open_transaction: row.try_get(1).map_err(read)?,
     })
 }
 

@@ -23,8 +23,8 @@ use crate::config::Secret;
 use crate::error::Retryable;
 
 pub use changes::{
-    commit_position, load_position, poll_changes, prune, quarantine, try_lead_cursor, Change,
-    ChangeKey, Op, Poll, Position, UnreadableChange,
+    backlog, commit_position, load_position, poll_changes, prune, quarantine, try_lead_cursor,
+    Backlog, Change, ChangeKey, Op, Poll, Position, UnreadableChange,
 };
 pub use migrate::{migrate, migration_count};
 pub use users::{

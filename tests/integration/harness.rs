@@ -187,6 +187,7 @@ impl TestPipeline {
                 batch_size: self.settings.cdc_batch_size,
                 prune_every: Duration::from_secs(3600),
                 drain_timeout: Duration::from_secs(10),
+                stall_warning: Duration::from_secs(60),
             },
         }
     }

@@ -547,3 +547,57 @@ async fn a_round_larger_than_the_producer_queue_is_produced_once() -> anyhow::Re
     );
     Ok(())
 }
+
+/// A transaction left open anywhere in the cluster pins its xmin: the poller cannot pass it and
+/// produces nothing, while the lag of what it produced reads 0. The backlog tells the truth: how
+/// old the oldest waiting change and the oldest open transaction are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_open_transaction_shows_as_backlog_not_as_zero_lag() -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("rel_stall").await?;
+    let (holder, connection) =
+        tokio_postgres::connect(&pipeline.database.url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT pg_current_xact_id();")
+        .await?;
+    pipeline.upsert(&[sample_user("st-1", "Ada")]).await?;
+    pipeline.start_cdc();
+
+    let backlog = pipeline
+        .eventually("the backlog shows the waiting change", DEADLINE, || async {
+            let position =
+                userstream::store::load_position(&pipeline.pg, &pipeline.cdc_name).await?;
+            let backlog = userstream::store::backlog(&pipeline.pg, &position).await?;
+            Ok(backlog
+                .oldest_unproduced
+                .zip(backlog.oldest_open_transaction))
+        })
+        .await?;
+    let (oldest_change, oldest_transaction) = backlog;
+    ensure!(
+        oldest_transaction <= oldest_change,
+        "the open transaction ({oldest_transaction}) started after the change it holds back ({oldest_change})"
+    );
+    ensure!(
+        pipeline.topic_len().await? == 0,
+        "a change behind the open transaction was produced"
+    );
+
+    holder.batch_execute("COMMIT").await?;
+    pipeline
+        .eventually(
+            "the change is produced once the transaction ends",
+            DEADLINE,
+            || async { Ok((pipeline.topic_len().await? == 1).then_some(())) },
+        )
+        .await?;
+    pipeline
+        .eventually("the backlog is empty", DEADLINE, || async {
+            let position =
+                userstream::store::load_position(&pipeline.pg, &pipeline.cdc_name).await?;
+            let backlog = userstream::store::backlog(&pipeline.pg, &position).await?;
+            Ok(backlog.oldest_unproduced.is_none().then_some(()))
+        })
+        .await?;
+    pipeline.stop_cdc().await
+}
