@@ -61,7 +61,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     )
     .await?;
 
-    let health = Health::default();
+    let health = Health::new("run");
     let no_metrics = MetricsArgs { listen: None };
     let mut stages: JoinSet<Result<(), RunError>> = JoinSet::new();
     if let Some(addr) = config.metrics.listen {
@@ -73,7 +73,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         metrics: no_metrics.clone(),
         options: config.fetch.clone(),
     };
-    stages.spawn(stage(fetcher::run(fetch, shutdown.clone())));
+    stages.spawn(stage(fetcher::run_reporting(
+        fetch,
+        shutdown.clone(),
+        health.part("fetch"),
+    )));
     let cdc = cdc::Config {
         postgres: config.postgres.clone(),
         kafka: config.kafka.clone(),
@@ -82,7 +86,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         topic: config.topic.clone(),
         options: config.cdc.clone(),
     };
-    stages.spawn(stage(cdc::run(cdc, shutdown.clone())));
+    stages.spawn(stage(cdc::run_reporting(
+        cdc,
+        shutdown.clone(),
+        health.part("cdc"),
+    )));
     let process = processor::Config {
         kafka: config.kafka,
         registry: config.registry,
@@ -91,7 +99,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         topic: config.topic,
         options: config.process,
     };
-    stages.spawn(stage(processor::run(process, shutdown.clone())));
+    stages.spawn(stage(processor::run_reporting(
+        process,
+        shutdown.clone(),
+        health.part("process"),
+    )));
     health.set_ready(true);
 
     let mut first_error = None;

@@ -4,9 +4,9 @@
 //! stage running in the process (`userstream run` hosts three) shows up on the same `/metrics`.
 //! Labels stay low-cardinality: a reason or an outcome, never a user id, topic offset or URL.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -46,17 +46,60 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-/// Readiness as the stage sees it: `/healthz` answers 200 while ready, 503 otherwise.
-#[derive(Debug, Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+/// Readiness of a process, made of the readiness of its parts: each stage (`userstream run`
+/// hosts three) and each processor lane reports its own, and the process is ready while every
+/// part is. `/healthz` answers 200 then, and 503 naming the parts that are not.
+///
+/// A part reports only for itself, so one lane that recovers cannot mark ready a process whose
+/// other lane is still failing.
+#[derive(Debug, Clone)]
+pub struct Health {
+    parts: Arc<Mutex<BTreeMap<String, bool>>>,
+    part: Arc<str>,
+}
 
 impl Health {
-    pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+    /// The readiness of a new process, with its first part `part`, not ready yet.
+    pub fn new(part: &str) -> Self {
+        let health = Self {
+            parts: Arc::default(),
+            part: Arc::from(part),
+        };
+        health.set_ready(false);
+        health
     }
 
+    /// Another part of the same process, not ready yet.
+    pub fn part(&self, part: &str) -> Self {
+        let health = Self {
+            parts: Arc::clone(&self.parts),
+            part: Arc::from(part),
+        };
+        health.set_ready(false);
+        health
+    }
+
+    /// Sets this part's readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.lock().insert(self.part.to_string(), ready);
+    }
+
+    /// Whether every part of the process is ready.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.lock().values().all(|ready| *ready)
+    }
+
+    /// The parts that are not ready.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, ready)| !**ready)
+            .map(|(part, _)| part.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+        self.parts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -97,10 +140,39 @@ pub fn metrics_router(health: Health) -> Router {
         .with_state(health)
 }
 
-async fn healthz(State(health): State<Health>) -> (StatusCode, &'static str) {
-    if health.is_ready() {
-        (StatusCode::OK, "ok\n")
+async fn healthz(State(health): State<Health>) -> (StatusCode, String) {
+    let not_ready = health.not_ready();
+    if not_ready.is_empty() {
+        (StatusCode::OK, "ok\n".to_owned())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", not_ready.join(", ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_ready_only_while_every_part_is() {
+        let process = Health::new("cdc");
+        let lane_a = process.part("process lane 0");
+        let lane_b = process.part("process lane 1");
+        assert!(!process.is_ready(), "parts start not ready");
+        for part in [&process, &lane_a, &lane_b] {
+            part.set_ready(true);
+        }
+        assert!(process.is_ready());
+
+        // One lane fails, the other goes on succeeding: not ready until the failing one recovers.
+        lane_a.set_ready(false);
+        lane_b.set_ready(true);
+        assert!(!process.is_ready());
+        assert_eq!(process.not_ready(), ["process lane 0"]);
+        lane_a.set_ready(true);
+        assert!(process.is_ready());
     }
 }

@@ -203,7 +203,15 @@ pub async fn ensure_topics(kafka_args: &KafkaArgs, topic: &TopicArgs) -> Result<
 
 /// Runs the poller until `shutdown`; the batch in flight when it comes is finished and committed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcError> {
-    let health = Health::default();
+    run_reporting(config, shutdown, Health::new("cdc")).await
+}
+
+/// [`run`], reporting its readiness as `health` (a part of a process hosting several stages).
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    health: Health,
+) -> Result<(), CdcError> {
     let metrics_server = config.metrics.listen.map(|addr| {
         tokio::spawn(telemetry::serve_metrics(
             addr,
@@ -242,7 +250,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
                 Some(pg) => pg,
                 None => {
                     let pg = store::connect(&config.postgres.pg_url).await?;
-                    if !lead_cursor(&pg, &config.options, &shutdown).await? {
+                    if !lead_cursor(&pg, &config.options, &health, &shutdown).await? {
                         return Ok(0);
                     }
                     // Another poller may have led the cursor meanwhile: its stored position is
@@ -315,6 +323,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcE
 async fn lead_cursor(
     pg: &Client,
     options: &CdcOptions,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Result<bool, CdcError> {
     let mut announced = false;
@@ -325,6 +334,8 @@ async fn lead_cursor(
             return Ok(true);
         }
         metrics::gauge!("userstream_cdc_leader").set(0.0);
+        // Waiting is what a standby is for: nothing is failing.
+        health.set_ready(true);
         if !announced {
             tracing::info!(
                 cursor = options.name,

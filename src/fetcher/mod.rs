@@ -162,7 +162,15 @@ pub struct FetchReport {
 
 /// Fetches `config.count` users once, or every `config.every` until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), FetchError> {
-    let health = Health::default();
+    run_reporting(config, shutdown, Health::new("fetch")).await
+}
+
+/// [`run`], reporting its readiness as `health` (a part of a process hosting several stages).
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    health: Health,
+) -> Result<(), FetchError> {
     if let Some(addr) = config.metrics.listen {
         tokio::spawn(telemetry::serve_metrics(
             addr,
@@ -185,6 +193,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Fetc
                 }
             }
             Err(error) if options.every.is_some() => {
+                health.set_ready(false);
                 tracing::error!(%error, "fetch cycle failed; trying again next cycle");
             }
             Err(error) => return Err(error),

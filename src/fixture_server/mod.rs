@@ -212,7 +212,7 @@ impl FixtureServer {
             scenarios: fault::Scenarios::default(),
             shutdown: shutdown.clone(),
         });
-        let health = Health::default();
+        let health = Health::new("fixture-server");
         health.set_ready(true);
         let app = router(state).merge(metrics_router(health));
         tracing::info!(

@@ -176,7 +176,16 @@ struct Lanes {
 
 /// Runs the processor until `shutdown`, then drains and commits.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), ProcessError> {
-    let health = Health::default();
+    run_reporting(config, shutdown, Health::new("process")).await
+}
+
+/// [`run`], reporting its readiness as `health` (a part of a process hosting several stages);
+/// each lane reports as a part of its own.
+pub async fn run_reporting(
+    config: Config,
+    shutdown: CancellationToken,
+    health: Health,
+) -> Result<(), ProcessError> {
     if let Some(addr) = config.metrics.listen {
         tokio::spawn(telemetry::serve_metrics(
             addr,
@@ -185,7 +194,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Proc
         ));
     }
     let policy = BackoffPolicy::default();
-    let sink = connect_sink(&config.cassandra, policy, &shutdown).await?;
+    let sink = match connect_sink(&config.cassandra, policy, &shutdown).await {
+        Ok(sink) => sink,
+        // Nothing was consumed yet, so there is nothing to drain or commit.
+        Err(RetryError::Cancelled(error)) => {
+            tracing::info!(error = %crate::error::chain(&error), "shutdown while connecting to Cassandra");
+            return Ok(());
+        }
+        Err(RetryError::Permanent(error)) => return Err(error),
+    };
     let processor = Processor::new(&config, sink, policy, health.clone())?;
     health.set_ready(true);
     processor.run(shutdown).await
@@ -195,14 +212,12 @@ async fn connect_sink(
     cassandra: &CassandraArgs,
     policy: BackoffPolicy,
     shutdown: &CancellationToken,
-) -> Result<CassandraSink, ProcessError> {
-    let sink = retry("connect to Cassandra", policy, shutdown, || async {
+) -> Result<CassandraSink, RetryError<ProcessError>> {
+    retry("connect to Cassandra", policy, shutdown, || async {
         let session = Arc::new(sink::connect(cassandra).await?);
-        CassandraSink::prepare(session, &cassandra.keyspace).await
+        Ok(CassandraSink::prepare(session, &cassandra.keyspace).await?)
     })
     .await
-    .map_err(RetryError::into_inner)?;
-    Ok(sink)
 }
 
 /// A processor with its clients; [`Processor::run`] consumes until shutdown.
@@ -265,9 +280,16 @@ impl Processor {
         let stop = shutdown.child_token();
         let mut lanes = JoinSet::new();
         let senders: Vec<mpsc::Sender<Work>> = (0..self.write_lanes)
-            .map(|_| {
+            .map(|index| {
                 let (sender, receiver) = mpsc::channel(self.lane_capacity);
-                lanes.spawn(lane(Arc::clone(&self.lanes), receiver, stop.clone()));
+                let health = self.lanes.health.part(&format!("process lane {index}"));
+                health.set_ready(true);
+                lanes.spawn(lane(
+                    Arc::clone(&self.lanes),
+                    receiver,
+                    health,
+                    stop.clone(),
+                ));
                 sender
             })
             .collect();
@@ -366,6 +388,7 @@ fn lane_of(key: &[u8], lanes: usize) -> usize {
 async fn lane(
     lanes: Arc<Lanes>,
     mut receiver: mpsc::Receiver<Work>,
+    health: Health,
     stop: CancellationToken,
 ) -> Result<(), ProcessError> {
     while let Some(work) = receiver.recv().await {
@@ -374,7 +397,7 @@ async fn lane(
             let result = work
                 .execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
                 .await;
-            lanes.health.set_ready(
+            health.set_ready(
                 result
                     .as_ref()
                     .map_or_else(|error| !error.is_retryable(), |_| true),

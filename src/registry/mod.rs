@@ -132,7 +132,7 @@ pub async fn serve(
     store.migrate().await.map_err(Error::Migrate)?;
     // Registered before the first request so /metrics lists the counter from the start.
     crate::telemetry::prometheus();
-    let health = Health::default();
+    let health = Health::new("registry");
     health.set_ready(true);
     let router = api::router(store).merge(metrics_router(health));
     match listener.local_addr() {

@@ -601,3 +601,41 @@ async fn a_long_open_transaction_shows_as_backlog_not_as_zero_lag() -> anyhow::R
         .await?;
     pipeline.stop_cdc().await
 }
+
+/// `userstream run` hosts several stages behind one `/healthz`: each stage reports as a part of
+/// the process, so a processor that cannot reach Cassandra makes the process not ready (and is
+/// named), whatever the other stages report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_processs_health_names_the_stage_that_is_not_ready() -> anyhow::Result<()> {
+    use userstream::telemetry::Health;
+    let pipeline = TestPipeline::new("rel_health").await?;
+    let health = Health::new("run");
+    health.set_ready(true);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let cdc = tokio::spawn(userstream::cdc::run_reporting(
+        pipeline.cdc_config(),
+        shutdown.clone(),
+        health.part("cdc"),
+    ));
+    let mut unreachable = pipeline.processor_config();
+    unreachable.cassandra.nodes = vec!["127.0.0.1:1".to_owned()];
+    let process = tokio::spawn(userstream::processor::run_reporting(
+        unreachable,
+        shutdown.clone(),
+        health.part("process"),
+    ));
+    let not_ready = pipeline
+        .eventually("cdc is ready and process is not", DEADLINE, || async {
+            let not_ready = health.not_ready();
+            Ok((not_ready == ["process"]).then_some(not_ready))
+        })
+        .await?;
+    ensure!(
+        !health.is_ready(),
+        "the process is ready while {not_ready:?} is not"
+    );
+    shutdown.cancel();
+    cdc.await??;
+    process.await??;
+    Ok(())
+}
