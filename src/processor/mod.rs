@@ -18,14 +18,19 @@
 pub mod offsets;
 mod work;
 
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -39,7 +44,7 @@ use crate::schemas::SchemaRegistryClient;
 use crate::sink::{self, CassandraSink, SinkError};
 use crate::telemetry::{self, Health};
 
-use offsets::OffsetTracker;
+use offsets::{OffsetTracker, Ticket};
 pub use work::{DeadLetter, Work};
 
 /// Settings of `userstream process`.
@@ -141,10 +146,13 @@ fn kafka(operation: &'static str) -> impl Fn(KafkaError) -> ProcessError {
     move |source| ProcessError::Kafka { operation, source }
 }
 
-/// Publishes librdkafka's own view of the consumer lag.
-pub struct LagContext;
+/// The consumer's context: publishes librdkafka's view of the consumer lag, and hands partitions
+/// over cleanly in a rebalance.
+pub struct ProcessorContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+}
 
-impl ClientContext for LagContext {
+impl ClientContext for ProcessorContext {
     fn stats(&self, statistics: Statistics) {
         let lag: i64 = statistics
             .topics
@@ -157,16 +165,36 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for ProcessorContext {
+    /// Before partitions go: the work queued for them is dropped (their new owner consumes it
+    /// again from the last commit), and what was written is committed now, so the new owner
+    /// repeats as little as possible.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(partitions) = rebalance else {
+            return;
+        };
+        {
+            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            for element in partitions.elements() {
+                tracker.revoke(element.partition());
+            }
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(error) => tracing::warn!(%error, "commit before giving partitions up failed"),
+        }
+        tracing::info!(partitions = partitions.count(), "partitions revoked");
+    }
+}
 
-type LagConsumer = StreamConsumer<LagContext>;
+type ProcessorConsumer = StreamConsumer<ProcessorContext>;
 
 /// Everything a lane needs to carry out work and release offsets.
 struct Lanes {
     sink: CassandraSink,
     dead_letters: FutureProducer,
     dead_letter_topic: String,
-    consumer: Arc<LagConsumer>,
+    consumer: Arc<ProcessorConsumer>,
     tracker: Arc<Mutex<OffsetTracker>>,
     topic: String,
     policy: BackoffPolicy,
@@ -222,7 +250,7 @@ async fn connect_sink(
 
 /// A processor with its clients; [`Processor::run`] consumes until shutdown.
 pub struct Processor {
-    consumer: Arc<LagConsumer>,
+    consumer: Arc<ProcessorConsumer>,
     decoder: Decoder,
     registry: SchemaRegistryClient,
     lanes: Arc<Lanes>,
@@ -243,8 +271,11 @@ impl Processor {
         if consumer_config.get("statistics.interval.ms").is_none() {
             consumer_config.set("statistics.interval.ms", "5000");
         }
-        let consumer: LagConsumer = consumer_config
-            .create_with_context(LagContext)
+        let tracker = Arc::<Mutex<OffsetTracker>>::default();
+        let consumer: ProcessorConsumer = consumer_config
+            .create_with_context(ProcessorContext {
+                tracker: Arc::clone(&tracker),
+            })
             .map_err(kafka("create the consumer"))?;
         consumer
             .subscribe(&[&config.topic.topic])
@@ -262,7 +293,7 @@ impl Processor {
                 dead_letters,
                 dead_letter_topic: crate::kafka::dead_letter_topic(&config.topic.topic),
                 consumer,
-                tracker: Arc::default(),
+                tracker,
                 topic: config.topic.topic.clone(),
                 policy,
                 health,
@@ -279,7 +310,7 @@ impl Processor {
         // Cancelled by the shutdown signal, or by a lane that cannot go on.
         let stop = shutdown.child_token();
         let mut lanes = JoinSet::new();
-        let senders: Vec<mpsc::Sender<Work>> = (0..self.write_lanes)
+        let senders: Vec<mpsc::Sender<Queued>> = (0..self.write_lanes)
             .map(|index| {
                 let (sender, receiver) = mpsc::channel(self.lane_capacity);
                 let health = self.lanes.health.part(&format!("process lane {index}"));
@@ -333,19 +364,27 @@ impl Processor {
 
     async fn consume(
         &mut self,
-        senders: &[mpsc::Sender<Work>],
+        senders: &[mpsc::Sender<Queued>],
         shutdown: &CancellationToken,
     ) -> Result<(), ProcessError> {
+        // Messages received while the partitions were paused (fetched before the pause took
+        // effect, or from partitions a rebalance assigned meanwhile), in order.
+        let mut held: VecDeque<OwnedMessage> = VecDeque::new();
         loop {
-            let message = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                message = self.consumer.recv() => message,
-            };
-            let message = match message {
-                Ok(message) => message.detach(),
-                Err(error) => {
-                    tracing::warn!(%error, "consumer error");
-                    continue;
+            let message = match held.pop_front() {
+                Some(message) => message,
+                None => {
+                    let message = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        message = self.consumer.recv() => message,
+                    };
+                    match message {
+                        Ok(message) => message.detach(),
+                        Err(error) => {
+                            tracing::warn!(%error, "consumer error");
+                            continue;
+                        }
+                    }
                 }
             };
             metrics::counter!("userstream_processor_records_in_total").increment(1);
@@ -362,17 +401,91 @@ impl Processor {
                 // uncommitted and is consumed again after the restart.
                 return Ok(());
             };
-            self.lanes
+            let ticket = self
+                .lanes
                 .tracker
                 .lock()
-                .expect("offset tracker lock")
+                .unwrap_or_else(PoisonError::into_inner)
                 .begin(work.partition(), work.offset());
             let lane = lane_of(work.lane_key(), senders.len());
-            if senders[lane].send(work).await.is_err() {
+            let queued = Queued { work, ticket };
+            if !self
+                .dispatch(&senders[lane], queued, &mut held, shutdown)
+                .await?
+            {
                 return Ok(());
             }
         }
     }
+
+    /// Hands `queued` to its lane; `false` when the lanes are gone or shutdown came first.
+    ///
+    /// A full lane does not stop the consumer from polling: a consumer that stops polling for
+    /// `max.poll.interval.ms` (say, through a long Cassandra outage) is thrown out of its group,
+    /// and rebalances repeat. Instead every assigned partition is paused — the consumer keeps
+    /// polling, so it keeps its membership and serves rebalances, but fetches nothing — and
+    /// resumed once the lane has room.
+    async fn dispatch(
+        &self,
+        lane: &mpsc::Sender<Queued>,
+        queued: Queued,
+        held: &mut VecDeque<OwnedMessage>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ProcessError> {
+        let queued = match lane.try_send(queued) {
+            Ok(()) => return Ok(true),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
+            Err(mpsc::error::TrySendError::Full(queued)) => queued,
+        };
+        self.pause_assignment()?;
+        metrics::gauge!("userstream_processor_paused").set(1.0);
+        let sent = loop {
+            tokio::select! {
+                permit = lane.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(queued);
+                        break true;
+                    }
+                    Err(_) => break false,
+                },
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        held.push_back(message.detach());
+                        // A rebalance may have assigned partitions that are not paused.
+                        self.pause_assignment()?;
+                    }
+                    Err(error) => tracing::warn!(%error, "consumer error while paused"),
+                },
+                _ = shutdown.cancelled() => break false,
+            }
+        };
+        self.consumer
+            .resume(
+                &self
+                    .consumer
+                    .assignment()
+                    .map_err(kafka("read the assignment"))?,
+            )
+            .map_err(kafka("resume the partitions"))?;
+        metrics::gauge!("userstream_processor_paused").set(0.0);
+        Ok(sent)
+    }
+
+    fn pause_assignment(&self) -> Result<(), ProcessError> {
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(kafka("read the assignment"))?;
+        self.consumer
+            .pause(&assignment)
+            .map_err(kafka("pause the partitions"))
+    }
+}
+
+/// Work on its way to a lane, with the ticket that releases its offset.
+struct Queued {
+    work: Work,
+    ticket: Ticket,
 }
 
 fn lane_of(key: &[u8], lanes: usize) -> usize {
@@ -387,12 +500,21 @@ fn lane_of(key: &[u8], lanes: usize) -> usize {
 /// past the message would lose it, and leaving it unwritten would stall its partition.
 async fn lane(
     lanes: Arc<Lanes>,
-    mut receiver: mpsc::Receiver<Work>,
+    mut receiver: mpsc::Receiver<Queued>,
     health: Health,
     stop: CancellationToken,
 ) -> Result<(), ProcessError> {
-    while let Some(work) = receiver.recv().await {
-        let (partition, offset) = (work.partition(), work.offset());
+    while let Some(Queued { work, ticket }) = receiver.recv().await {
+        let current = lanes
+            .tracker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_current(ticket);
+        if !current {
+            // Its partition was revoked: the new owner consumes the message again.
+            continue;
+        }
+        let (partition, offset) = (ticket.partition, ticket.offset);
         let done = retry("process message", lanes.policy, &stop, || async {
             let result = work
                 .execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
@@ -407,13 +529,12 @@ async fn lane(
         .await;
         match done {
             Ok(()) => {
-                let stored =
-                    offsets::finish_and_store(&lanes.tracker, partition, offset, |ready| {
-                        lanes
-                            .consumer
-                            .store_offset(&lanes.topic, partition, ready)
-                            .map_err(|error| (ready, error))
-                    });
+                let stored = offsets::finish_and_store(&lanes.tracker, ticket, |ready| {
+                    lanes
+                        .consumer
+                        .store_offset(&lanes.topic, partition, ready)
+                        .map_err(|error| (ready, error))
+                });
                 if let Some(Err((ready, error))) = stored {
                     // The partition was revoked by a rebalance: its new owner resumes from the
                     // last commit, so this message may be processed again — harmless.

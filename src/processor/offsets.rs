@@ -4,6 +4,11 @@
 //! before message 5. Storing 7 then would commit past 5, and a crash would lose it. The tracker
 //! keeps, per partition, the offsets still in flight and releases an offset for storing only once
 //! every offset before it has finished: the offset stored is always a contiguous prefix.
+//!
+//! A rebalance may take a partition away while its messages are queued or being written. Each
+//! assignment of a partition is an epoch: work begun in an earlier epoch neither runs nor
+//! releases anything in a later one, even if the partition came back in between (its messages
+//! are consumed again from the last commit).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
@@ -12,6 +17,8 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     partitions: HashMap<i32, PartitionOffsets>,
+    /// Bumped each time a partition is revoked; outlives the partition's offsets.
+    epochs: HashMap<i32, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -21,25 +28,47 @@ struct PartitionOffsets {
     finished: BTreeSet<i64>,
 }
 
+/// One message handed to a writer: what [`OffsetTracker::finish`] needs back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub partition: i32,
+    pub offset: i64,
+    epoch: u64,
+}
+
 impl OffsetTracker {
     /// Records that `offset` of `partition` has been handed to a writer.
-    pub fn begin(&mut self, partition: i32, offset: i64) {
+    pub fn begin(&mut self, partition: i32, offset: i64) -> Ticket {
         self.partitions
             .entry(partition)
             .or_default()
             .in_flight
             .insert(offset);
+        Ticket {
+            partition,
+            offset,
+            epoch: self.epoch(partition),
+        }
     }
 
-    /// Records that `offset` is written (or dead-lettered). Returns the offset of the last message
-    /// that may now be stored — every message of the partition up to it is done — or `None` when
-    /// an earlier message is still in flight.
-    pub fn finish(&mut self, partition: i32, offset: i64) -> Option<i64> {
-        let state = self.partitions.get_mut(&partition)?;
-        if !state.in_flight.remove(&offset) {
+    /// Whether the work of `ticket` still belongs to the partition's current assignment.
+    pub fn is_current(&self, ticket: Ticket) -> bool {
+        ticket.epoch == self.epoch(ticket.partition)
+    }
+
+    /// Records that the message of `ticket` is written (or dead-lettered). Returns the offset of
+    /// the last message that may now be stored — every message of the partition up to it is
+    /// done — or `None` when an earlier message is still in flight, or the partition was revoked
+    /// since the ticket was issued.
+    pub fn finish(&mut self, ticket: Ticket) -> Option<i64> {
+        if !self.is_current(ticket) {
             return None;
         }
-        state.finished.insert(offset);
+        let state = self.partitions.get_mut(&ticket.partition)?;
+        if !state.in_flight.remove(&ticket.offset) {
+            return None;
+        }
+        state.finished.insert(ticket.offset);
         // Offsets are handed out in log order, so everything below the oldest one still in flight
         // has finished.
         let bound = state.in_flight.first().copied().unwrap_or(i64::MAX);
@@ -56,25 +85,29 @@ impl OffsetTracker {
             .sum()
     }
 
-    /// Forgets partitions taken away by a rebalance: their in-flight results no longer count.
+    /// Forgets a partition taken away by a rebalance: the work begun for it is stale from now on.
     pub fn revoke(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+        *self.epochs.entry(partition).or_default() += 1;
+    }
+
+    fn epoch(&self, partition: i32) -> u64 {
+        self.epochs.get(&partition).copied().unwrap_or_default()
     }
 }
 
-/// Finishes `offset` of `partition` and, when that releases an offset, hands it to `store` while
-/// the tracker is still locked. Lanes finish concurrently: were the release and the store two
-/// steps, a lane could store offset 15 between another lane's release of 10 and its store of 10,
-/// and the stored offset would move back (every message between would be processed again after a
+/// Finishes `ticket` and, when that releases an offset, hands it to `store` while the tracker
+/// is still locked. Lanes finish concurrently: were the release and the store two steps, a lane
+/// could store offset 15 between another lane's release of 10 and its store of 10, and the
+/// stored offset would move back (every message between would be processed again after a
 /// restart). Returns what `store` returned, if it was called.
 pub fn finish_and_store<T>(
     tracker: &Mutex<OffsetTracker>,
-    partition: i32,
-    offset: i64,
+    ticket: Ticket,
     store: impl FnOnce(i64) -> T,
 ) -> Option<T> {
     let mut tracker = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-    tracker.finish(partition, offset).map(store)
+    tracker.finish(ticket).map(store)
 }
 
 #[cfg(test)]
@@ -87,16 +120,16 @@ mod tests {
         const PER_LANE: i64 = 500;
         for _ in 0..20 {
             let tracker = Mutex::new(OffsetTracker::default());
-            for offset in 0..LANES * PER_LANE {
-                tracker.lock().unwrap().begin(0, offset);
-            }
+            let tickets: Vec<Ticket> = (0..LANES * PER_LANE)
+                .map(|offset| tracker.lock().unwrap().begin(0, offset))
+                .collect();
             let stored = Mutex::new(Vec::new());
             std::thread::scope(|scope| {
                 for lane in 0..LANES {
-                    let (tracker, stored) = (&tracker, &stored);
+                    let (tracker, stored, tickets) = (&tracker, &stored, &tickets);
                     scope.spawn(move || {
-                        for offset in (lane..LANES * PER_LANE).step_by(LANES as usize) {
-                            finish_and_store(tracker, 0, offset, |ready| {
+                        for ticket in tickets.iter().skip(lane as usize).step_by(LANES as usize) {
+                            finish_and_store(tracker, *ticket, |ready| {
                                 // Gives another lane the chance to overtake between release
                                 // and store, as a real store call would.
                                 for _ in 0..3 {
@@ -120,52 +153,63 @@ mod tests {
     #[test]
     fn in_order_completion_releases_each_offset() {
         let mut tracker = OffsetTracker::default();
-        tracker.begin(0, 10);
-        tracker.begin(0, 11);
-        assert_eq!(tracker.finish(0, 10), Some(10));
-        assert_eq!(tracker.finish(0, 11), Some(11));
+        let first = tracker.begin(0, 10);
+        let second = tracker.begin(0, 11);
+        assert_eq!(tracker.finish(first), Some(10));
+        assert_eq!(tracker.finish(second), Some(11));
         assert_eq!(tracker.in_flight(), 0);
     }
 
     #[test]
     fn a_later_offset_waits_for_the_earlier_one() {
         let mut tracker = OffsetTracker::default();
-        for offset in [5, 6, 7] {
-            tracker.begin(0, offset);
-        }
-        assert_eq!(tracker.finish(0, 7), None, "5 and 6 are still in flight");
-        assert_eq!(tracker.finish(0, 6), None, "5 is still in flight");
-        assert_eq!(tracker.finish(0, 5), Some(7), "the whole prefix is done");
+        let [five, six, seven] = [5, 6, 7].map(|offset| tracker.begin(0, offset));
+        assert_eq!(tracker.finish(seven), None, "5 and 6 are still in flight");
+        assert_eq!(tracker.finish(six), None, "5 is still in flight");
+        assert_eq!(tracker.finish(five), Some(7), "the whole prefix is done");
     }
 
     #[test]
     fn gaps_in_the_log_do_not_block() {
         let mut tracker = OffsetTracker::default();
-        tracker.begin(0, 3);
-        tracker.begin(0, 9);
-        assert_eq!(tracker.finish(0, 9), None);
-        assert_eq!(tracker.finish(0, 3), Some(9));
+        let three = tracker.begin(0, 3);
+        let nine = tracker.begin(0, 9);
+        assert_eq!(tracker.finish(nine), None);
+        assert_eq!(tracker.finish(three), Some(9));
     }
 
     #[test]
     fn partitions_are_independent() {
         let mut tracker = OffsetTracker::default();
-        tracker.begin(0, 1);
-        tracker.begin(1, 1);
-        tracker.begin(1, 2);
-        assert_eq!(tracker.finish(1, 2), None);
-        assert_eq!(tracker.finish(0, 1), Some(1));
-        assert_eq!(tracker.finish(1, 1), Some(2));
+        let zero_one = tracker.begin(0, 1);
+        let one_one = tracker.begin(1, 1);
+        let one_two = tracker.begin(1, 2);
+        assert_eq!(tracker.finish(one_two), None);
+        assert_eq!(tracker.finish(zero_one), Some(1));
+        assert_eq!(tracker.finish(one_one), Some(2));
     }
 
     #[test]
     fn revoked_partitions_and_unknown_offsets_release_nothing() {
         let mut tracker = OffsetTracker::default();
-        tracker.begin(2, 4);
+        let revoked = tracker.begin(2, 4);
         tracker.revoke(2);
-        assert_eq!(tracker.finish(2, 4), None);
-        tracker.begin(0, 1);
-        assert_eq!(tracker.finish(0, 99), None);
+        assert!(!tracker.is_current(revoked));
+        assert_eq!(tracker.finish(revoked), None);
+        let kept = tracker.begin(0, 1);
+        assert_eq!(tracker.finish(Ticket { offset: 99, ..kept }), None);
         assert_eq!(tracker.in_flight(), 1);
+    }
+
+    #[test]
+    fn work_of_an_earlier_assignment_releases_nothing_in_a_later_one() {
+        let mut tracker = OffsetTracker::default();
+        let before = tracker.begin(0, 7);
+        tracker.revoke(0);
+        // The partition comes back and message 7 is consumed again.
+        let again = tracker.begin(0, 7);
+        assert_eq!(tracker.finish(before), None, "the stale write released 7");
+        assert!(tracker.is_current(again));
+        assert_eq!(tracker.finish(again), Some(7));
     }
 }

@@ -52,6 +52,8 @@ pub struct Settings {
     /// The CQL migrations applied to the test's keyspace: every one, or those up to this version
     /// (a keyspace as an older release left it).
     pub cql_migrations_up_to: Option<i32>,
+    /// librdkafka options for the processors' consumers, on top of the environment's.
+    pub consumer_options: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             write_lanes: 64,
             lane_capacity: 16,
             cql_migrations_up_to: None,
+            consumer_options: Vec::new(),
         }
     }
 }
@@ -199,6 +202,11 @@ impl TestPipeline {
         kafka
             .consumer_options
             .push(("auto.commit.interval.ms".to_owned(), "200".to_owned()));
+        for (key, value) in &self.settings.consumer_options {
+            kafka
+                .consumer_options
+                .push(((*key).to_owned(), (*value).to_owned()));
+        }
         processor::Config {
             kafka,
             registry: self.registry_args(),

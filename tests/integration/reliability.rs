@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::ensure;
+use anyhow::{ensure, Context};
 use rdkafka::message::{Message, OwnedMessage};
 use userstream::codec::{Encoder, USER_SCHEMA};
 use userstream::schemas::{value_subject, SchemaRegistryClient};
@@ -638,4 +638,110 @@ async fn one_processs_health_names_the_stage_that_is_not_ready() -> anyhow::Resu
     cdc.await??;
     process.await??;
     Ok(())
+}
+
+/// Stops (SIGSTOP) the local stack's Cassandra node until dropped: a stall no request returns
+/// from, as a long GC pause or a hung disk gives. Exclusive: every test using Cassandra waits.
+struct CassandraStall {
+    pid: String,
+}
+
+impl CassandraStall {
+    fn start() -> anyhow::Result<Self> {
+        let pid_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".local-stack/pids/cassandra.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .with_context(|| {
+                format!(
+                    "this test stalls the local stack's Cassandra and needs its PID file {}",
+                    pid_file.display()
+                )
+            })?
+            .split_whitespace()
+            .next()
+            .context("empty Cassandra PID file")?
+            .to_owned();
+        signal(&pid, "STOP")?;
+        Ok(Self { pid })
+    }
+}
+
+impl Drop for CassandraStall {
+    fn drop(&mut self) {
+        if let Err(error) = signal(&self.pid, "CONT") {
+            eprintln!("could not resume Cassandra (pid {}): {error:#}", self.pid);
+        }
+    }
+}
+
+fn signal(pid: &str, signal: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), pid])
+        .status()?;
+    ensure!(status.success(), "kill -{signal} {pid}: {status}");
+    Ok(())
+}
+
+/// Back-pressure. With Cassandra stalled for longer than `max.poll.interval.ms`, the lanes fill
+/// up; a consumer that then stopped polling would be thrown out of its group, and rebalances
+/// would repeat for as long as the outage lasts. The processors pause their partitions instead
+/// and keep polling: both stay in the group through the stall, and nothing is lost.
+///
+/// Exclusive (it stalls the shared Cassandra node): run alone, as `.ci/run` does, with
+/// `cargo test --test integration -- --ignored --test-threads 1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stalls the shared Cassandra node; run alone with --ignored"]
+async fn processors_stay_in_their_group_through_a_cassandra_stall() -> anyhow::Result<()> {
+    const STALL: Duration = Duration::from_secs(14);
+    let mut pipeline = TestPipeline::with_settings(
+        "rel_stall_cql",
+        Settings {
+            write_lanes: 1,
+            lane_capacity: 1,
+            consumer_options: vec![
+                ("session.timeout.ms", "6000"),
+                ("heartbeat.interval.ms", "500"),
+                ("max.poll.interval.ms", "7000"),
+            ],
+            ..Settings::default()
+        },
+    )
+    .await?;
+    pipeline.start_cdc();
+    pipeline.start_processor();
+    pipeline.start_another_processor();
+    pipeline.wait_for_group_members(2).await?;
+    let first: Vec<_> = (0..200)
+        .map(|n| sample_user(&format!("cs1-{n:03}"), "Ada"))
+        .collect();
+    pipeline.upsert(&first).await?;
+    pipeline
+        .eventually("the processors write", DEADLINE, || async {
+            Ok((pipeline.count("users_by_id").await? > 0).then_some(()))
+        })
+        .await?;
+
+    let second: Vec<_> = (0..300)
+        .map(|n| sample_user(&format!("cs2-{n:03}"), "Grace"))
+        .collect();
+    pipeline.upsert(&second).await?;
+    let mut fewest_members = usize::MAX;
+    {
+        let _stall = CassandraStall::start()?;
+        let until = tokio::time::Instant::now() + STALL;
+        while tokio::time::Instant::now() < until {
+            fewest_members = fewest_members.min(pipeline.group_members().await?.len());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    ensure!(
+        fewest_members == 2,
+        "a processor left the group during the Cassandra stall ({fewest_members} member(s) left)"
+    );
+    pipeline
+        .wait_until_cassandra_matches_postgres(Duration::from_secs(180))
+        .await?;
+    pipeline.stop_another_processor().await?;
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await
 }
