@@ -132,6 +132,16 @@ pub async fn serve_metrics(
         .map_err(TelemetryError::Serve)
 }
 
+/// Serves `/metrics` and `/healthz` in the background when `listen` is set (a stage's
+/// `--metrics-listen`); the task ends with `shutdown`.
+pub fn spawn_metrics_server(
+    listen: Option<SocketAddr>,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<Result<(), TelemetryError>>> {
+    listen.map(|addr| tokio::spawn(serve_metrics(addr, health.clone(), shutdown.clone())))
+}
+
 /// The `/metrics` and `/healthz` routes, for servers that add them to their own router.
 pub fn metrics_router(health: Health) -> Router {
     Router::new()

@@ -212,13 +212,7 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     health: Health,
 ) -> Result<(), CdcError> {
-    let metrics_server = config.metrics.listen.map(|addr| {
-        tokio::spawn(telemetry::serve_metrics(
-            addr,
-            health.clone(),
-            shutdown.clone(),
-        ))
-    });
+    let metrics_server = telemetry::spawn_metrics_server(config.metrics.listen, &health, &shutdown);
     let policy = BackoffPolicy::default();
 
     ensure_topics_retrying(&config, policy, &shutdown).await?;

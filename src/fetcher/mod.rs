@@ -171,13 +171,7 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     health: Health,
 ) -> Result<(), FetchError> {
-    if let Some(addr) = config.metrics.listen {
-        tokio::spawn(telemetry::serve_metrics(
-            addr,
-            health.clone(),
-            shutdown.clone(),
-        ));
-    }
+    telemetry::spawn_metrics_server(config.metrics.listen, &health, &shutdown);
     let options = &config.options;
     let fetcher = Fetcher::new(options)?;
     let mut next_page = 1;

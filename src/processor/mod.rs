@@ -214,13 +214,7 @@ pub async fn run_reporting(
     shutdown: CancellationToken,
     health: Health,
 ) -> Result<(), ProcessError> {
-    if let Some(addr) = config.metrics.listen {
-        tokio::spawn(telemetry::serve_metrics(
-            addr,
-            health.clone(),
-            shutdown.clone(),
-        ));
-    }
+    telemetry::spawn_metrics_server(config.metrics.listen, &health, &shutdown);
     let policy = BackoffPolicy::default();
     let sink = match connect_sink(&config.cassandra, policy, &shutdown).await {
         Ok(sink) => sink,

@@ -57,51 +57,58 @@ async fn registry_faults_are_retried_and_never_dead_letter_a_valid_message() -> 
     pipeline.stop_cdc().await
 }
 
+/// Stores the test's CDC cursor as a restore may leave it: at `watermark`, claimed by this
+/// cluster's system identifier plus `other_cluster` (0 for this cluster).
+async fn plant_cursor(
+    pipeline: &TestPipeline,
+    watermark: &str,
+    other_cluster: i64,
+) -> anyhow::Result<()> {
+    pipeline
+        .pg
+        .execute(
+            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
+             SELECT $1, $2::text::xid8, system_identifier + $3 FROM pg_control_system() \
+             ON CONFLICT (consumer) DO UPDATE SET watermark = EXCLUDED.watermark, \
+                 system_identifier = EXCLUDED.system_identifier",
+            &[&pipeline.cdc_name, &watermark, &other_cluster],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Starts `cdc` on a planted cursor and expects it to stop, saying `why` and what to do.
+async fn cdc_refuses_the_cursor(
+    prefix: &str,
+    watermark: &str,
+    other_cluster: i64,
+    why: &str,
+) -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new(prefix).await?;
+    pipeline.upsert(&[sample_user("c-1", "Ada")]).await?;
+    plant_cursor(&pipeline, watermark, other_cluster).await?;
+    pipeline.start_cdc();
+    let error = format!("{:#}", pipeline.cdc_failure(DEADLINE).await?);
+    ensure!(
+        error.contains(why) && error.contains("DELETE FROM cdc_cursors"),
+        "cdc failed, but without saying why and what to do: {error}"
+    );
+    Ok(())
+}
+
 /// A cursor whose watermark was stored by another PostgreSQL cluster (a dump and restore, an
 /// upgrade by logical replication, a move) stops `cdc` at once with what to do, instead of
 /// polling from a transaction id that means nothing here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_from_another_cluster_stops_cdc_with_what_to_do() -> anyhow::Result<()> {
-    let mut pipeline = TestPipeline::new("rel_foreign").await?;
-    pipeline.upsert(&[sample_user("f-1", "Ada")]).await?;
-    pipeline
-        .pg
-        .execute(
-            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
-             SELECT $1, '3', system_identifier + 1 FROM pg_control_system()",
-            &[&pipeline.cdc_name],
-        )
-        .await?;
-    pipeline.start_cdc();
-    let error = format!("{:#}", pipeline.cdc_failure(DEADLINE).await?);
-    ensure!(
-        error.contains("stored by PostgreSQL cluster") && error.contains("DELETE FROM cdc_cursors"),
-        "cdc failed, but without saying why and what to do: {error}"
-    );
-    Ok(())
+    cdc_refuses_the_cursor("rel_foreign", "3", 1, "stored by PostgreSQL cluster").await
 }
 
 /// A watermark above every transaction of this cluster (the cursor table restored into a
 /// rebuilt cluster) would make every poll return nothing: `cdc` stops and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watermark_ahead_of_the_cluster_stops_cdc_with_what_to_do() -> anyhow::Result<()> {
-    let mut pipeline = TestPipeline::new("rel_ahead").await?;
-    pipeline.upsert(&[sample_user("a-1", "Ada")]).await?;
-    pipeline
-        .pg
-        .execute(
-            "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
-             SELECT $1, '900000000000', system_identifier FROM pg_control_system()",
-            &[&pipeline.cdc_name],
-        )
-        .await?;
-    pipeline.start_cdc();
-    let error = format!("{:#}", pipeline.cdc_failure(DEADLINE).await?);
-    ensure!(
-        error.contains("ahead of every transaction") && error.contains("DELETE FROM cdc_cursors"),
-        "cdc failed, but without saying why and what to do: {error}"
-    );
-    Ok(())
+    cdc_refuses_the_cursor("rel_ahead", "900000000000", 0, "ahead of every transaction").await
 }
 
 /// Pruning must not trust such a cursor either: with it, every change would count as passed.
@@ -112,16 +119,7 @@ async fn pruning_keeps_every_change_while_a_cursor_is_foreign_or_ahead() -> anyh
         .upsert(&[sample_user("p-1", "Ada"), sample_user("p-2", "Grace")])
         .await?;
     for (watermark, cluster_offset) in [("900000000000", 0_i64), ("3", 1)] {
-        pipeline
-            .pg
-            .execute(
-                "INSERT INTO cdc_cursors (consumer, watermark, system_identifier) \
-                 SELECT $1, $2::text::xid8, system_identifier + $3 FROM pg_control_system() \
-                 ON CONFLICT (consumer) DO UPDATE SET watermark = EXCLUDED.watermark, \
-                     system_identifier = EXCLUDED.system_identifier",
-                &[&pipeline.cdc_name, &watermark, &cluster_offset],
-            )
-            .await?;
+        plant_cursor(&pipeline, watermark, cluster_offset).await?;
         let pruned = userstream::store::prune(&pipeline.pg).await?;
         ensure!(
             pruned == 0,
