@@ -232,6 +232,7 @@ pub async fn run_reporting(
         schema_id,
         topic: Arc::from(config.topic.topic.as_str()),
         stall_warned_at: Mutex::new(None),
+        backlog_measured_at: Mutex::new(None),
     };
 
     let mut client = None;
@@ -375,7 +376,13 @@ struct Poller {
     topic: Arc<str>,
     /// When a stall was last logged, so that a long one is logged once per threshold.
     stall_warned_at: Mutex<Option<std::time::Instant>>,
+    /// When the backlog was last measured (see [`BACKLOG_EVERY`]).
+    backlog_measured_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// How often the backlog is measured: its query reads every change after the cursor, which a
+/// round of a large backlog must not pay each time.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Poller {
     /// An idempotent producer that hit a fatal error (say, the broker lost its sequence state)
@@ -464,8 +471,8 @@ impl Poller {
         Ok(produced)
     }
 
-    /// Publishes how old the oldest change not yet produced and the oldest open transaction are,
-    /// and warns when either is past `--cdc-stall-warning`. The lag of what was produced says
+    /// Publishes how old the oldest change not yet produced and the oldest open transaction are
+    /// (at most every [`BACKLOG_EVERY`]), and warns when either is past `--cdc-stall-warning`. The lag of what was produced says
     /// nothing while a long-open transaction pins the cluster's xmin and nothing is produced.
     async fn report_backlog(
         &self,
@@ -473,6 +480,16 @@ impl Poller {
         config: &CdcOptions,
         position: &Position,
     ) -> Result<(), CdcError> {
+        {
+            let mut measured_at = self
+                .backlog_measured_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if measured_at.is_some_and(|at| at.elapsed() < BACKLOG_EVERY) {
+                return Ok(());
+            }
+            *measured_at = Some(std::time::Instant::now());
+        }
         let backlog = store::backlog(pg, position).await?;
         let now = chrono::Utc::now();
         let age = |since: Option<chrono::DateTime<chrono::Utc>>| {
@@ -619,6 +636,7 @@ mod tests {
             schema_id: 1,
             topic: Arc::from("t"),
             stall_warned_at: Mutex::new(None),
+            backlog_measured_at: Mutex::new(None),
         };
         poller.renew_producer_if_fatal().unwrap();
         let healthy = poller.producer.client().native_ptr();
