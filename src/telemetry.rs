@@ -3,6 +3,10 @@
 //! Metrics go through the `metrics` facade into one process-wide Prometheus recorder, so every
 //! stage running in the process (`userstream run` hosts three) shows up on the same `/metrics`.
 //! Labels stay low-cardinality: a reason or an outcome, never a user id, topic offset or URL.
+//!
+//! A stage's `--metrics-listen` also serves, at `/`, a live status page for a person to watch
+//! (`telemetry/status.html`: one self-contained file whose script polls `/metrics` and
+//! `/healthz`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -79,9 +84,13 @@ impl Health {
         health
     }
 
-    /// Sets this part's readiness.
+    /// Sets this part's readiness, and publishes the process's as the `userstream_ready` gauge
+    /// (what `/healthz` answers, for dashboards that only scrape `/metrics`).
     pub fn set_ready(&self, ready: bool) {
-        self.lock().insert(self.part.to_string(), ready);
+        let mut parts = self.lock();
+        parts.insert(self.part.to_string(), ready);
+        let process_ready = parts.values().all(|ready| *ready);
+        metrics::gauge!("userstream_ready").set(if process_ready { 1.0 } else { 0.0 });
     }
 
     /// Whether every part of the process is ready.
@@ -116,7 +125,11 @@ pub enum TelemetryError {
     Serve(#[source] std::io::Error),
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until `shutdown` is cancelled.
+/// The live status page served at `/` beside `/metrics` and `/healthz`.
+const STATUS_PAGE: &str = include_str!("telemetry/status.html");
+
+/// Serves the status page (`/`), `/metrics` and `/healthz` on `addr` until `shutdown` is
+/// cancelled.
 pub async fn serve_metrics(
     addr: SocketAddr,
     health: Health,
@@ -126,13 +139,14 @@ pub async fn serve_metrics(
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| TelemetryError::Bind { addr, source })?;
-    tracing::info!(%addr, "serving /metrics and /healthz");
-    crate::http::serve(listener, metrics_router(health), shutdown)
+    tracing::info!(%addr, "serving the status page (/), /metrics and /healthz");
+    let router = metrics_router(health).route("/", get(|| async { Html(STATUS_PAGE) }));
+    crate::http::serve(listener, router, shutdown)
         .await
         .map_err(TelemetryError::Serve)
 }
 
-/// Serves `/metrics` and `/healthz` in the background when `listen` is set (a stage's
+/// Serves the status page, `/metrics` and `/healthz` in the background when `listen` is set (a stage's
 /// `--metrics-listen`); the task ends with `shutdown`.
 pub fn spawn_metrics_server(
     listen: Option<SocketAddr>,
