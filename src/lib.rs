@@ -7,7 +7,8 @@
 //!   environment variable; [`config::Secret`] keeps credentials out of logs.
 //! * [`error`] — the [`error::Retryable`] contract every module's error enum implements.
 //! * [`shutdown`] — one cancellation token for SIGINT/SIGTERM.
-//! * [`telemetry`] — logs and the Prometheus `/metrics` + `/healthz` endpoint.
+//! * [`telemetry`] — logs and the Prometheus `/metrics` + `/healthz` endpoint, with the live
+//!   status page at `/`.
 //! * [`http`] — the shared axum serving loop.
 //! * [`kafka`] — client configuration shared by the producer (cdc) and consumer (processor).
 //! * [`cdc`] — `userstream cdc`: the change log → Avro messages on Kafka, watermark after acks.
