@@ -39,15 +39,18 @@ pub enum Op {
     Create,
     Update,
     Delete,
+    /// A snapshot's image of the current row (`userstream snapshot`): an upsert downstream.
+    Snapshot,
 }
 
 impl Op {
-    /// The one-letter code of the log and of the Kafka `op` header: `c`, `u` or `d`.
+    /// The one-letter code of the log and of the Kafka `op` header: `c`, `u`, `d` or `r`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Create => "c",
             Self::Update => "u",
             Self::Delete => "d",
+            Self::Snapshot => "r",
         }
     }
 
@@ -56,6 +59,7 @@ impl Op {
             "c" => Some(Self::Create),
             "u" => Some(Self::Update),
             "d" => Some(Self::Delete),
+            "r" => Some(Self::Snapshot),
             _ => None,
         }
     }
@@ -404,7 +408,7 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
     })?;
     let after = match (op, after) {
         (Op::Delete, None) => None,
-        (Op::Create | Op::Update, Some(image)) => Some(
+        (Op::Create | Op::Update | Op::Snapshot, Some(image)) => Some(
             serde_path_to_error::deserialize::<_, UserRecord>(image).map_err(|error| {
                 StoreError::ChangeImage {
                     xid,

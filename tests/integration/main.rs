@@ -12,4 +12,5 @@ mod pipeline;
 mod registry;
 mod reliability;
 mod sink;
+mod snapshot;
 mod store;
