@@ -265,9 +265,8 @@ impl Fetcher {
         let mut remaining = self.count;
         let mut page = first_page;
         // One page is over too soon to be worth a progress report.
-        let mut progress = (self.count > self.page_size).then(|| {
-            Progress::start("users fetched", 0, u64::from(self.count), &self.progress)
-        });
+        let mut progress = (self.count > self.page_size)
+            .then(|| Progress::start("users fetched", 0, u64::from(self.count), &self.progress));
         while remaining > 0 && !shutdown.is_cancelled() {
             // Every page of one seed has the same size, so pages never overlap; the last one
             // may be cut short.

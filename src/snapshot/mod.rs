@@ -39,7 +39,11 @@ pub struct Config {
 #[derive(Debug, Clone, clap::Args)]
 pub struct SnapshotOptions {
     /// Name of the snapshot: running it again resumes it after its last batch.
-    #[arg(long = "name", env = "USERSTREAM_SNAPSHOT_NAME", default_value = "default")]
+    #[arg(
+        long = "name",
+        env = "USERSTREAM_SNAPSHOT_NAME",
+        default_value = "default"
+    )]
     pub name: String,
 
     /// Start the snapshot over from the first user, forgetting how far it got (and its
@@ -197,8 +201,7 @@ pub async fn snapshot(
     let options = &config.options;
     let mut pg = lead(config).await?;
     let requested = options.filter();
-    let mut state =
-        store::begin_snapshot(&pg, &options.name, &requested, options.restart).await?;
+    let mut state = store::begin_snapshot(&pg, &options.name, &requested, options.restart).await?;
     if state.filter != requested {
         return Err(SnapshotError::FilterChanged {
             name: state.name,
@@ -219,8 +222,7 @@ pub async fn snapshot(
         return Ok(report);
     }
     let remaining =
-        store::remaining_snapshot_users(&pg, &state.filter, state.last_user_id.as_deref())
-            .await?;
+        store::remaining_snapshot_users(&pg, &state.filter, state.last_user_id.as_deref()).await?;
     tracing::info!(
         name = state.name,
         filter = describe(&state.filter),
