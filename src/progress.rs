@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 /// How progress is reported.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +33,7 @@ impl Default for ProgressArgs {
 
 /// The bar's layout: what, elapsed, bar, count, rate, time left.
 const BAR_TEMPLATE: &str =
-    "{msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, ETA {eta})";
+    "{msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({rate}, ETA {eta})";
 
 /// Progress of one piece of work whose size is known (roughly: it may grow or shrink).
 #[derive(Debug)]
@@ -56,6 +56,12 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             // The template is a constant; a typo in it shows as a plain bar, not a failure.
             if let Ok(style) = ProgressStyle::with_template(BAR_TEMPLATE) {
+                let style = style.with_key(
+                    "rate",
+                    |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                );
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message(what);
