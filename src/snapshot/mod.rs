@@ -97,11 +97,11 @@ impl SnapshotOptions {
         .canonical()
     }
 
-    /// A batch never holds more than a second's worth of the rate, so the rate holds over
-    /// short spans too.
+    /// A batch never holds more than a tenth of a second's worth of the rate: batches are paced
+    /// after they are logged, so the rate holds over any span longer than that.
     fn effective_batch_size(&self) -> u32 {
         match self.rate {
-            Some(rate) => self.batch_size.min(rate).max(1),
+            Some(rate) => self.batch_size.min(rate / 10).max(1),
             None => self.batch_size,
         }
     }
@@ -373,9 +373,10 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_never_exceeds_one_second_of_the_rate() {
+    fn a_batch_never_exceeds_a_tenth_of_a_second_of_the_rate() {
         assert_eq!(options(None, 100).effective_batch_size(), 100);
-        assert_eq!(options(Some(20), 100).effective_batch_size(), 20);
-        assert_eq!(options(Some(500), 100).effective_batch_size(), 100);
+        assert_eq!(options(Some(200), 100).effective_batch_size(), 20);
+        assert_eq!(options(Some(5), 100).effective_batch_size(), 1);
+        assert_eq!(options(Some(5_000), 100).effective_batch_size(), 100);
     }
 }
