@@ -382,3 +382,143 @@ async fn a_snapshot_re_emits_only_the_users_its_filters_select_and_refuses_other
     assert_eq!(report.emitted, 4);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_snapshot_image_wins_over_a_null_written_at_the_users_last_change_time(
+) -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("snap_tie").await?;
+    let (mut user, raw) = sample_user(&user_id(1), "Tia");
+    user.age = Some(33);
+    pipeline.upsert(&[(user, raw)]).await?;
+    pipeline.start_cdc();
+    pipeline.start_processor();
+    pipeline
+        .wait_until_cassandra_matches_postgres(DEADLINE)
+        .await?;
+    let written = pipeline
+        .user_by_id(&user_id(1))
+        .await?
+        .context("the user in users_by_id")?;
+    let last_change_ts = written.source_ts_us.context("source_ts_us")?;
+
+    // What a processor that could not fill the column (an older release, a column it did not
+    // know) left behind: a null written at the user's last change time.
+    pipeline
+        .cassandra
+        .query_unpaged(
+            format!(
+                "UPDATE {}.users_by_id USING TIMESTAMP ? SET age = null WHERE user_id = ?",
+                pipeline.keyspace
+            ),
+            (last_change_ts, user_id(1)),
+        )
+        .await?;
+    let nulled = pipeline
+        .user_by_id(&user_id(1))
+        .await?
+        .context("the user")?;
+    assert_eq!(nulled.user.age, None);
+
+    // Cassandra breaks a timestamp tie in favour of the null: the image must be newer.
+    let report = snapshot::snapshot(
+        &snapshot_config(&pipeline, 10, None),
+        &CancellationToken::new(),
+    )
+    .await?;
+    assert_eq!(report.emitted, 1);
+    pipeline
+        .wait_until_cassandra_matches_postgres(DEADLINE)
+        .await?;
+    let filled = pipeline
+        .user_by_id(&user_id(1))
+        .await?
+        .context("the user")?;
+    assert_eq!(filled.user.age, Some(33));
+    ensure!(filled.source_ts_us > Some(last_change_ts), "{filled:?}");
+    pipeline.stop_processor().await?;
+    pipeline.stop_cdc().await
+}
+
+#[tokio::test]
+async fn a_snapshot_waits_for_open_writers_logs_their_version_after_them_and_skips_a_user_they_deleted(
+) -> anyhow::Result<()> {
+    let mut pipeline = TestPipeline::new("snap_lock").await?;
+    seed_users(&mut pipeline, 2).await?;
+    let (kept, deleted) = (user_id(0), user_id(1));
+
+    // A writer's transaction, open while the snapshot starts: it updates one user and deletes
+    // the other.
+    let mut writer = store::connect(&Secret::new(pipeline.database.url.clone())).await?;
+    let open = writer.transaction().await?;
+    open.execute(
+        "UPDATE users SET first_name = 'Later' WHERE id = $1",
+        &[&kept],
+    )
+    .await?;
+    open.execute("DELETE FROM users WHERE id = $1", &[&deleted])
+        .await?;
+
+    let config = snapshot_config(&pipeline, 10, None);
+    let running =
+        tokio::spawn(async move { snapshot::snapshot(&config, &CancellationToken::new()).await });
+    common::eventually(
+        "the snapshot waits for the writer's row locks",
+        DEADLINE,
+        || async {
+            let waiting: i64 = pipeline
+                .pg
+                .query_one(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                     WHERE NOT l.granted AND a.datname = current_database() \
+                     AND a.query LIKE '%user_change_image%'",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            Ok((waiting > 0).then_some(()))
+        },
+    )
+    .await?;
+    ensure!(!running.is_finished(), "the snapshot did not wait");
+    open.commit().await?;
+
+    let report = tokio::time::timeout(DEADLINE, running).await???;
+    ensure!(report.finished, "{report:?}");
+    assert_eq!(report.emitted, 1, "the deleted user is skipped");
+    let rows = pipeline
+        .pg
+        .query(
+            "SELECT op, user_id, after->>'first_name', source_ts FROM user_changes \
+             WHERE op IN ('u', 'd', 'r') ORDER BY source_ts",
+            &[],
+        )
+        .await?;
+    let changes: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+        .collect::<anyhow::Result<_>>()?;
+    // The writer's changes come first; the image carries the writer's version, after it.
+    let image = changes
+        .iter()
+        .position(|(op, _, _)| op == "r")
+        .context("no r change")?;
+    assert_eq!(
+        changes[image],
+        ("r".to_owned(), kept.clone(), Some("Later".to_owned()))
+    );
+    let update = changes
+        .iter()
+        .position(|(op, id, _)| op == "u" && *id == kept)
+        .context("no u change")?;
+    ensure!(
+        update < image,
+        "the image is not after the update: {changes:?}"
+    );
+    ensure!(
+        !changes
+            .iter()
+            .any(|(op, id, _)| op == "r" && *id == deleted),
+        "the deleted user was re-emitted: {changes:?}"
+    );
+    Ok(())
+}
