@@ -443,3 +443,35 @@ fn parse_xid(text: &str) -> Result<u64, StoreError> {
         reason: format!("{text:?} is not a transaction id"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_op_reads_back_from_its_code_and_a_snapshot_image_is_an_upsert() {
+        for op in [Op::Create, Op::Update, Op::Delete, Op::Snapshot] {
+            assert_eq!(Op::parse(op.as_str()), Some(op));
+        }
+        assert_eq!(Op::parse("x"), None);
+        let raw = |op: &str, after: Option<Value>| RawChange {
+            xid: 7,
+            seq: 1,
+            op: op.to_owned(),
+            user_id: "u-1".to_owned(),
+            source_ts: DateTime::UNIX_EPOCH,
+            after,
+        };
+        let image = serde_json::json!({"id": "u-1", "first_name": "Ada"});
+        let read = change(&raw("r", Some(image))).expect("an r change with its image");
+        assert_eq!(read.op, Op::Snapshot);
+        assert_eq!(
+            read.after.and_then(|user| user.first_name).as_deref(),
+            Some("Ada")
+        );
+        assert!(
+            change(&raw("r", None)).is_err(),
+            "an r change needs an image"
+        );
+    }
+}
