@@ -39,6 +39,8 @@ pub enum Command {
     Registry(crate::registry::Config),
     /// Serve captured randomuser.me responses at /api/, for offline use and the fetcher's tests.
     FixtureServer(crate::fixture_server::Config),
+    /// Re-emit current PostgreSQL users through the change log (op r), resumable by --name.
+    Snapshot(crate::snapshot::Config),
 }
 
 /// Help names each flag's environment variable but must not print its value: several hold

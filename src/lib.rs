@@ -29,6 +29,8 @@
 //! * [`fixture_server`] — `userstream fixture-server`, the randomuser.me API served from
 //!   captured responses, able to misbehave on request.
 //! * [`sink`] — Cassandra: the `cql/` migrations and the timestamped upserts and deletes.
+//! * [`snapshot`] — `userstream snapshot`: current users re-emitted as op `r`, resumable.
+//! * [`progress`] — a progress bar on a terminal, interval log lines elsewhere.
 //! * [`store`] — PostgreSQL: `users`, the trigger-filled change log and its xid8-watermark poll.
 //!
 //! See `DESIGN.md`-level contracts in the README: every Cassandra write is an idempotent upsert
@@ -48,6 +50,7 @@ pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod processor;
+pub mod progress;
 pub mod randomuser;
 pub mod registry;
 pub mod retry;
@@ -55,5 +58,6 @@ pub mod schemas;
 pub mod schemas_cmd;
 pub mod shutdown;
 pub mod sink;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;

@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Schemas(config) => userstream::schemas_cmd::run(config, shutdown).await?,
         Command::Registry(config) => userstream::registry::run(config, shutdown).await?,
         Command::FixtureServer(config) => userstream::fixture_server::run(config, shutdown).await?,
+        Command::Snapshot(config) => userstream::snapshot::run(config, shutdown).await?,
     }
     Ok(())
 }

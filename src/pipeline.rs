@@ -32,6 +32,8 @@ pub struct Config {
     pub cdc: cdc::CdcOptions,
     #[command(flatten)]
     pub process: processor::ProcessOptions,
+    #[command(flatten)]
+    pub progress: crate::progress::ProgressArgs,
 }
 
 /// Why `run` stopped.
@@ -72,6 +74,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         postgres: config.postgres.clone(),
         metrics: no_metrics.clone(),
         options: config.fetch.clone(),
+        progress: config.progress.clone(),
     };
     stages.spawn(stage(fetcher::run_reporting(
         fetch,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{MetricsArgs, PostgresArgs};
 use crate::error::{chain, Retryable};
+use crate::progress::{Progress, ProgressArgs};
 use crate::randomuser::{self, ResponseError};
 use crate::retry::{Backoff, BackoffPolicy};
 use crate::store::{self, RejectedRecord, StoreError};
@@ -35,6 +36,8 @@ pub struct Config {
     pub metrics: MetricsArgs,
     #[command(flatten)]
     pub options: FetchOptions,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 /// The fetcher's own settings (also part of `userstream run`).
@@ -173,7 +176,7 @@ pub async fn run_reporting(
 ) -> Result<(), FetchError> {
     telemetry::spawn_metrics_server(config.metrics.listen, &health, &shutdown);
     let options = &config.options;
-    let fetcher = Fetcher::new(options)?;
+    let fetcher = Fetcher::new(options)?.with_progress(config.progress.clone());
     let mut next_page = 1;
     loop {
         let seed = options.seed.clone().unwrap_or_else(random_seed);
@@ -215,6 +218,8 @@ pub struct Fetcher {
     nat: Option<String>,
     max_attempts: u32,
     backoff: BackoffPolicy,
+    /// How a fetch of several pages reports its progress.
+    progress: ProgressArgs,
 }
 
 impl Fetcher {
@@ -232,7 +237,14 @@ impl Fetcher {
             nat: config.nat.clone(),
             max_attempts: config.max_attempts.max(1),
             backoff: BackoffPolicy::default(),
+            progress: ProgressArgs::default(),
         })
+    }
+
+    /// Overrides how the progress of a fetch of several pages is reported.
+    pub fn with_progress(mut self, progress: ProgressArgs) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Overrides the wait between attempts (tests use short ones).
@@ -252,6 +264,9 @@ impl Fetcher {
         let mut report = FetchReport::default();
         let mut remaining = self.count;
         let mut page = first_page;
+        // One page is over too soon to be worth a progress report.
+        let mut progress = (self.count > self.page_size)
+            .then(|| Progress::start("users fetched", 0, u64::from(self.count), &self.progress));
         while remaining > 0 && !shutdown.is_cancelled() {
             // Every page of one seed has the same size, so pages never overlap; the last one
             // may be cut short.
@@ -259,15 +274,22 @@ impl Fetcher {
             let take = usize::try_from(remaining).unwrap_or(usize::MAX);
             let records: Vec<_> = response.records.into_iter().take(take).collect();
             let empty = records.is_empty();
+            let fetched = records.len() as u64;
             self.store_page(pg, seed, page, records, &mut report)
                 .await?;
             report.pages += 1;
+            if let Some(progress) = &mut progress {
+                progress.advance(fetched);
+            }
             remaining = remaining.saturating_sub(self.page_size);
             page += 1;
             if empty {
                 tracing::info!(seed, page, "the API has no more users for this seed");
                 break;
             }
+        }
+        if let Some(progress) = progress {
+            progress.finish();
         }
         Ok(report)
     }

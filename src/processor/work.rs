@@ -349,7 +349,7 @@ pub async fn classify(
     let op = header(&message, "op");
 
     let Some(payload) = message.payload() else {
-        if matches!(op, Some("c" | "u")) {
+        if matches!(op, Some("c" | "u" | "r")) {
             return dead(
                 &message,
                 "op_mismatch",

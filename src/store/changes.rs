@@ -39,15 +39,18 @@ pub enum Op {
     Create,
     Update,
     Delete,
+    /// A snapshot's image of the current row (`userstream snapshot`): an upsert downstream.
+    Snapshot,
 }
 
 impl Op {
-    /// The one-letter code of the log and of the Kafka `op` header: `c`, `u` or `d`.
+    /// The one-letter code of the log and of the Kafka `op` header: `c`, `u`, `d` or `r`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Create => "c",
             Self::Update => "u",
             Self::Delete => "d",
+            Self::Snapshot => "r",
         }
     }
 
@@ -56,6 +59,7 @@ impl Op {
             "c" => Some(Self::Create),
             "u" => Some(Self::Update),
             "d" => Some(Self::Delete),
+            "r" => Some(Self::Snapshot),
             _ => None,
         }
     }
@@ -404,7 +408,7 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
     })?;
     let after = match (op, after) {
         (Op::Delete, None) => None,
-        (Op::Create | Op::Update, Some(image)) => Some(
+        (Op::Create | Op::Update | Op::Snapshot, Some(image)) => Some(
             serde_path_to_error::deserialize::<_, UserRecord>(image).map_err(|error| {
                 StoreError::ChangeImage {
                     xid,
@@ -438,4 +442,36 @@ fn parse_xid(text: &str) -> Result<u64, StoreError> {
     text.parse().map_err(|_| StoreError::MalformedChange {
         reason: format!("{text:?} is not a transaction id"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_op_reads_back_from_its_code_and_a_snapshot_image_is_an_upsert() {
+        for op in [Op::Create, Op::Update, Op::Delete, Op::Snapshot] {
+            assert_eq!(Op::parse(op.as_str()), Some(op));
+        }
+        assert_eq!(Op::parse("x"), None);
+        let raw = |op: &str, after: Option<Value>| RawChange {
+            xid: 7,
+            seq: 1,
+            op: op.to_owned(),
+            user_id: "u-1".to_owned(),
+            source_ts: DateTime::UNIX_EPOCH,
+            after,
+        };
+        let image = serde_json::json!({"id": "u-1", "first_name": "Ada"});
+        let read = change(&raw("r", Some(image))).expect("an r change with its image");
+        assert_eq!(read.op, Op::Snapshot);
+        assert_eq!(
+            read.after.and_then(|user| user.first_name).as_deref(),
+            Some("Ada")
+        );
+        assert!(
+            change(&raw("r", None)).is_err(),
+            "an r change needs an image"
+        );
+    }
 }

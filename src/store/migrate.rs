@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "cdc_quarantine",
         sql: include_str!("sql/008_cdc_quarantine.sql"),
     },
+    Migration {
+        version: 9,
+        name: "snapshot",
+        sql: include_str!("sql/009_snapshot.sql"),
+    },
 ];
 
 /// How many migrations this build knows (versions 1 to this, without gaps).

@@ -12,11 +12,15 @@
 //!   timestamp cursors. [`commit_position`] stores where a consumer is once Kafka acknowledged
 //!   everything before it; [`prune`] drops what every consumer has passed.
 //!
+//! * [`emit_snapshot_batch`] re-emits current users as `r` changes, a batch per transaction with
+//!   the snapshot's checkpoint (`userstream snapshot`).
+//!
 //! The change images carry the typed columns only: the raw JSON, and with it the API's
 //! credentials, stays in `users.raw`.
 
 mod changes;
 mod migrate;
+mod snapshots;
 mod users;
 
 use crate::config::Secret;
@@ -27,6 +31,10 @@ pub use changes::{
     Backlog, Change, ChangeKey, Op, Poll, Position, UnreadableChange,
 };
 pub use migrate::{migrate, migration_count};
+pub use snapshots::{
+    begin_snapshot, emit_snapshot_batch, remaining_snapshot_users, try_lock_snapshot,
+    SnapshotBatch, SnapshotFilter, SnapshotState,
+};
 pub use users::{
     delete_user, record_rejections, upsert_page, validate, RejectedRecord, UpsertOutcome,
 };

@@ -12,5 +12,6 @@ mod pipeline;
 mod registry;
 mod reliability;
 mod sink;
+mod snapshot;
 mod status_page;
 mod store;
