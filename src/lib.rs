@@ -30,6 +30,10 @@
 //! * [`sink`] — Cassandra: the `cql/` migrations and the timestamped upserts and deletes.
 //! * [`store`] — PostgreSQL: `users`, the trigger-filled change log and its xid8-watermark poll.
 //!
+//! * [`status`], [`dead_letters`], [`tail`] — the operator commands `userstream status`,
+//!   `dead-letters list|replay` and `tail`; [`topic_read`] reads a topic for them outside every
+//!   consumer group.
+//!
 //! See `DESIGN.md`-level contracts in the README: every Cassandra write is an idempotent upsert
 //! `USING TIMESTAMP` of the change's source time, so at-least-once delivery is harmless.
 
@@ -37,6 +41,7 @@ pub mod cdc;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod fetcher;
 pub mod fixture_server;
@@ -54,5 +59,8 @@ pub mod schemas;
 pub mod schemas_cmd;
 pub mod shutdown;
 pub mod sink;
+pub mod status;
 pub mod store;
+pub mod tail;
 pub mod telemetry;
+pub mod topic_read;
