@@ -14,8 +14,10 @@
 //!   again next time, which is harmless: every Cassandra write is idempotent and ordered by
 //!   source time, so an old version replayed after a newer one changes nothing.
 //! * One replay per dead-letter topic at a time (a PostgreSQL advisory lock).
-//! * If the cause is not fixed, the processor dead-letters the copy again: that is a new dead
-//!   letter with a new offset, listed and replayable like any other (select it with `--since`).
+//! * If the cause is not fixed, the processor dead-letters the copy again: a new dead letter with
+//!   a new offset, which still carries the `replay_of_dlq_*` headers. Replay leaves such
+//!   "dead-lettered again" letters alone unless `--again` is given (after a second fix), so
+//!   replaying repeatedly never cycles a message that is still poison.
 //! * A dead letter whose payload was dropped for size cannot be replayed; it is counted apart.
 
 use std::collections::{BTreeMap, HashSet};
@@ -119,6 +121,10 @@ pub struct ReplayArgs {
     /// Where the replays are recorded (`dead_letter_replays`).
     #[command(flatten)]
     pub postgres: PostgresArgs,
+    /// Also replay dead letters that are themselves replays dead-lettered again (they carry
+    /// replay_of_dlq_offset): after fixing what made the replay fail.
+    #[arg(long = "again", env = "USERSTREAM_DLQ_AGAIN")]
+    pub again: bool,
 }
 
 /// Why a dead-letter command failed.
@@ -176,6 +182,9 @@ pub struct DeadLetter {
     pub original_topic: Option<String>,
     pub original_partition: Option<i32>,
     pub original_offset: Option<i64>,
+    /// The dead letter (`partition/offset`) this one is a failed replay of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<String>,
     /// Why it was produced without its payload, which makes it unreplayable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_dropped: Option<String>,
@@ -203,6 +212,9 @@ impl DeadLetter {
             original_partition: text(ORIGINAL_PARTITION).and_then(|value| value.parse().ok()),
             original_offset: text(ORIGINAL_OFFSET).and_then(|value| value.parse().ok()),
             payload_dropped: text(PAYLOAD_DROPPED),
+            replay_of: text(REPLAY_OF_PARTITION)
+                .zip(text(REPLAY_OF_OFFSET))
+                .map(|(partition, offset)| format!("{partition}/{offset}")),
             message,
         }
     }
@@ -299,6 +311,9 @@ fn print_list(letters: &[DeadLetter], json: bool) {
         if letter.payload_dropped.is_some() {
             message.push_str(" [payload dropped]");
         }
+        if let Some(replay_of) = &letter.replay_of {
+            message.push_str(&format!(" [failed replay of {replay_of}]"));
+        }
         println!(
             "{:<12} {:<24} {:<38} {:<24} {:<20} {message}",
             format!("{}/{}", letter.partition, letter.offset),
@@ -325,6 +340,8 @@ pub struct ReplayReport {
     pub already_replayed: u64,
     /// Not selected by `--kind` / `--since`.
     pub skipped_by_filter: u64,
+    /// Selected, but a replay that was dead-lettered again, left alone without `--again`.
+    pub failed_replays: u64,
     /// Selected, but dead-lettered without a payload (too large), so there is nothing to replay.
     pub without_payload: u64,
     /// Shutdown came before every selected dead letter was replayed.
@@ -358,6 +375,14 @@ impl fmt::Display for ReplayReport {
             "; {} already replayed, {} skipped by the filter, {} without payload",
             self.already_replayed, self.skipped_by_filter, self.without_payload
         )?;
+        if self.failed_replays > 0 {
+            write!(
+                f,
+                "; {} dead-lettered again after an earlier replay, left alone (--again replays \
+                 them)",
+                self.failed_replays
+            )?;
+        }
         if self.interrupted {
             write!(f, "; interrupted by shutdown")?;
         }
@@ -416,6 +441,8 @@ pub async fn replay(
             report.already_replayed += 1;
         } else if letter.payload_dropped.is_some() {
             report.without_payload += 1;
+        } else if letter.replay_of.is_some() && !args.again {
+            report.failed_replays += 1;
         } else if shutdown.is_cancelled() {
             report.interrupted = true;
             break;
@@ -522,6 +549,7 @@ mod tests {
             already_replayed: 4,
             skipped_by_filter: 5,
             without_payload: 1,
+            failed_replays: 0,
             interrupted: false,
         };
         assert_eq!(report.replayed_total(), 3);
@@ -530,5 +558,12 @@ mod tests {
             "replayed 3 dead letter(s) to users (partition 0: 2, partition 2: 1); 4 already \
              replayed, 5 skipped by the filter, 1 without payload"
         );
+        let again = ReplayReport {
+            failed_replays: 2,
+            ..report
+        };
+        assert!(again.to_string().ends_with(
+            "; 2 dead-lettered again after an earlier replay, left alone (--again replays them)"
+        ));
     }
 }

@@ -258,6 +258,7 @@ fn replay_args(pipeline: &TestPipeline, kinds: &[&str]) -> ReplayArgs {
         postgres: PostgresArgs {
             pg_url: Secret::new(pipeline.database.url.clone()),
         },
+        again: false,
     }
 }
 
@@ -266,7 +267,9 @@ fn replay_args(pipeline: &TestPipeline, kinds: &[&str]) -> ReplayArgs {
 /// without its data or a wrong URL in a deployment). It dead-letters every change as
 /// `unknown_schema` — the registry's definitive 40403, so rightly not retried. The cause is
 /// removed by restarting the processor with the right registry; the replay then gets every
-/// change into Cassandra, and a second replay produces nothing.
+/// valid change into Cassandra, and a second replay produces nothing. One user is poison for a
+/// second reason (no country can be derived): its replay is dead-lettered again, and the second
+/// replay leaves that one alone too.
 ///
 /// (A message whose schema id is unknown everywhere is no replay case: nothing will make it
 /// decodable. Nor is a normalization rule a test can fix.)
@@ -280,19 +283,23 @@ async fn replay_writes_dead_letters_once_their_cause_is_fixed_and_only_once() ->
         url: wrong.url.clone(),
     };
     pipeline.start_processor_with(misconfigured);
-    pipeline
-        .upsert(&[
-            sample_user("d-1", "Ada"),
-            sample_user("d-2", "Grace"),
-            sample_user("d-3", "Edsger"),
-        ])
-        .await?;
+    let valid = [
+        sample_user("d-1", "Ada"),
+        sample_user("d-2", "Grace"),
+        sample_user("d-3", "Edsger"),
+    ];
+    let (mut stateless, raw) = sample_user("d-4", "Nowhere");
+    stateless.nat = None;
+    stateless.country = None;
+    let mut users = valid.to_vec();
+    users.push((stateless, raw));
+    pipeline.upsert(&users).await?;
     pipeline.start_cdc();
     let selection = replay_args(&pipeline, &["unknown_schema"]).selection;
     let listed = pipeline
         .eventually("every change is dead-lettered", DEADLINE, || async {
             let listed = dead_letters::list(&selection).await?;
-            Ok((listed.len() == 3).then_some(listed))
+            Ok((listed.len() == 4).then_some(listed))
         })
         .await?;
     for letter in &listed {
@@ -317,23 +324,48 @@ async fn replay_writes_dead_letters_once_their_cause_is_fixed_and_only_once() ->
     let other_kind =
         dead_letters::replay(&replay_args(&pipeline, &["wire_format"]), &never_shutdown).await?;
     ensure!(
-        other_kind.replayed_total() == 0 && other_kind.skipped_by_filter == 3,
+        other_kind.replayed_total() == 0 && other_kind.skipped_by_filter == 4,
         "{other_kind}"
     );
 
     let first = dead_letters::replay(&replay_args(&pipeline, &[]), &never_shutdown).await?;
     ensure!(
-        first.replayed_total() == 3 && first.already_replayed == 0,
+        first.replayed_total() == 4 && first.already_replayed == 0,
         "{first}"
     );
-    let written = pipeline
-        .wait_until_cassandra_matches_postgres(DEADLINE)
+    let expected = valid
+        .iter()
+        .map(|(record, _)| {
+            let normalized = userstream::normalize::normalize(record)?;
+            Ok((record.id.clone(), normalized.user))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    pipeline
+        .wait_until_cassandra_holds(&expected, DEADLINE)
         .await?;
-    ensure!(written == 3, "{written} users written after the replay");
+    let again = pipeline
+        .eventually(
+            "the stateless user is dead-lettered again",
+            DEADLINE,
+            || async {
+                let letters =
+                    dead_letters::list(&replay_args(&pipeline, &["invalid_value"]).selection)
+                        .await?;
+                Ok((!letters.is_empty()).then_some(letters))
+            },
+        )
+        .await?;
+    ensure!(again.len() == 1, "{again:?}");
+    ensure!(again[0].key.as_deref() == Some("d-4"));
+    ensure!(
+        again[0].replay_of.is_some(),
+        "it says it is a failed replay: {:?}",
+        again[0]
+    );
 
     let second = dead_letters::replay(&replay_args(&pipeline, &[]), &never_shutdown).await?;
     ensure!(
-        second.replayed_total() == 0 && second.already_replayed == 3,
+        second.replayed_total() == 0 && second.already_replayed == 4 && second.failed_replays == 1,
         "{second}"
     );
     let copies: Vec<_> = pipeline
@@ -358,8 +390,8 @@ async fn replay_writes_dead_letters_once_their_cause_is_fixed_and_only_once() ->
         );
     }
     ensure!(
-        pipeline.dead_letters().await?.len() == 3,
-        "the copies were not dead-lettered again"
+        pipeline.dead_letters().await?.len() == 5,
+        "only the stateless user's copy was dead-lettered again"
     );
     pipeline.stop_processor().await?;
     pipeline.stop_cdc().await
