@@ -16,7 +16,8 @@
 //!   older than `--max-backlog-age`;
 //! * the processors' lag over all partitions exceeds `--max-lag`, or there is lag and the group
 //!   has no member;
-//! * the newest dead letter is younger than `--dead-letter-window`;
+//! * the newest dead letter is younger than `--dead-letter-window`, and not every dead letter was
+//!   replayed (`dead-letters replay`; a replay dead-lettered again is a new dead letter);
 //! * the topic, the subject's schemas, the keyspace or a CQL migration is missing;
 //! * a service answered but a question about it failed (e.g. PostgreSQL is not migrated).
 //!
@@ -45,6 +46,8 @@ use crate::topic_read::{self, PartitionEnds, ReadError, Start};
 const USERS: &str = include_str!("sql/users.sql");
 const CURSORS: &str = include_str!("sql/cursors.sql");
 const OLDEST_XMIN: &str = include_str!("sql/oldest_xmin.sql");
+const REPLAYS_TABLE: &str = include_str!("sql/replays_table.sql");
+const REPLAYED: &str = include_str!("sql/replayed.sql");
 const KEYSPACE: &str = include_str!("sql/keyspace.cql");
 const MIGRATIONS: &str = include_str!("sql/migrations.cql");
 
@@ -301,6 +304,8 @@ pub struct DeadLetterStatus {
     pub topic: String,
     /// Messages on the dead-letter topic (0 when it does not exist).
     pub count: i64,
+    /// How many of them `dead-letters replay` re-produced (`None` when PostgreSQL could not say).
+    pub replayed: Option<i64>,
     /// The newest ones, newest first.
     pub latest: Vec<DeadLetter>,
 }
@@ -587,6 +592,7 @@ async fn dead_letters(config: &Config) -> Section<DeadLetterStatus> {
             Err(error) => return Section::failed(&error.into()),
         }
     };
+    let replayed = replayed(&config.postgres, &topic).await;
     let mut latest: Vec<DeadLetter> = latest.into_iter().map(DeadLetter::from_message).collect();
     latest.sort_by(|a, b| {
         (b.timestamp, b.partition, b.offset).cmp(&(a.timestamp, a.partition, a.offset))
@@ -595,8 +601,24 @@ async fn dead_letters(config: &Config) -> Section<DeadLetterStatus> {
     Section::found(DeadLetterStatus {
         topic,
         count,
+        replayed,
         latest,
     })
+}
+
+/// How many dead letters of `dlq_topic` were replayed; `None` when PostgreSQL cannot say (its
+/// own section reports why).
+async fn replayed(postgres: &PostgresArgs, dlq_topic: &str) -> Option<i64> {
+    let client = store::connect(&postgres.pg_url).await.ok()?;
+    let exists: bool = client.query_one(REPLAYS_TABLE, &[]).await.ok()?.get(0);
+    if !exists {
+        return Some(0);
+    }
+    client
+        .query_one(REPLAYED, &[&dlq_topic])
+        .await
+        .ok()
+        .map(|row| row.get(0))
 }
 
 async fn subject(config: &Config, registry: &SchemaRegistryClient) -> Section<RegistryStatus> {
@@ -766,14 +788,16 @@ impl Report {
                 .iter()
                 .filter_map(|letter| letter.timestamp)
                 .max();
-            if let Some(newest) = newest {
+            let unreplayed = letters.count - letters.replayed.unwrap_or(0);
+            if let Some(newest) = newest.filter(|_| unreplayed > 0) {
                 let age = now - newest;
                 if age
                     .to_std()
                     .map_or(true, |age| age < options.dead_letter_window)
                 {
                     problems.push(format!(
-                        "dead letters: the newest on {} is {}s old (window {})",
+                        "dead letters: {unreplayed} not replayed, the newest on {} {}s old \
+                         (window {})",
                         letters.topic,
                         age.num_seconds(),
                         humantime::format_duration(options.dead_letter_window)

@@ -122,7 +122,11 @@ impl fmt::Display for Screen<'_> {
         writeln!(f)?;
         heading(f, "Dead letters", &report.dead_letters)?;
         if let Some(letters) = &report.dead_letters.details {
-            writeln!(f, "  {}: {} message(s)", letters.topic, letters.count)?;
+            write!(f, "  {}: {} message(s)", letters.topic, letters.count)?;
+            match letters.replayed {
+                Some(replayed) => writeln!(f, ", {replayed} replayed")?,
+                None => writeln!(f)?,
+            }
             for letter in &letters.latest {
                 writeln!(
                     f,

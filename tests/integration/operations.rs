@@ -375,7 +375,7 @@ async fn replay_writes_dead_letters_once_their_cause_is_fixed_and_only_once() ->
         .filter(|message| harness::header(message, dead_letters::REPLAY_OF_OFFSET).is_some())
         .collect();
     ensure!(
-        copies.len() == 3,
+        copies.len() == 4,
         "{} replayed copies on the topic",
         copies.len()
     );
@@ -392,6 +392,24 @@ async fn replay_writes_dead_letters_once_their_cause_is_fixed_and_only_once() ->
     ensure!(
         pipeline.dead_letters().await?.len() == 5,
         "only the stateless user's copy was dead-lettered again"
+    );
+    let report = status::check(&status_config(&pipeline)).await?;
+    let letters = report
+        .dead_letters
+        .details
+        .as_ref()
+        .context("dead letters")?;
+    ensure!(
+        letters.count == 5 && letters.replayed == Some(4),
+        "{letters:?}"
+    );
+    ensure!(
+        report
+            .problems
+            .iter()
+            .any(|problem| problem.contains("1 not replayed")),
+        "{:?}",
+        report.problems
     );
     pipeline.stop_processor().await?;
     pipeline.stop_cdc().await
