@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -142,6 +143,8 @@ pub enum DeadLettersError {
     },
     #[error("another replay of {dlq_topic} is running; try again when it has finished")]
     ReplayRunning { dlq_topic: String },
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
 }
 
 impl Retryable for DeadLettersError {
@@ -150,6 +153,7 @@ impl Retryable for DeadLettersError {
             Self::Read(error) => error.is_retryable(),
             Self::Store(error) => error.is_retryable(),
             Self::Kafka { .. } | Self::ReplayRunning { .. } => true,
+            Self::Output(_) => false,
         }
     }
 }
@@ -270,11 +274,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Dead
                 letters = list(&args.selection) => letters?,
                 _ = shutdown.cancelled() => return Ok(()),
             };
-            print_list(&letters, args.json);
+            print_list(&mut std::io::stdout().lock(), &letters, args.json)
+                .map_err(DeadLettersError::Output)?;
         }
         Action::Replay(args) => {
             let report = replay(&args, &shutdown).await?;
-            println!("{report}");
+            writeln!(std::io::stdout().lock(), "{report}").map_err(DeadLettersError::Output)?;
         }
     }
     Ok(())
@@ -287,20 +292,19 @@ pub async fn list(selection: &Selection) -> Result<Vec<DeadLetter>, DeadLettersE
     Ok(letters)
 }
 
-fn print_list(letters: &[DeadLetter], json: bool) {
+fn print_list(out: &mut impl Write, letters: &[DeadLetter], json: bool) -> std::io::Result<()> {
     if json {
         for letter in letters {
-            match serde_json::to_string(letter) {
-                Ok(line) => println!("{line}"),
-                Err(error) => tracing::error!(%error, "a dead letter could not be shown as JSON"),
-            }
+            let line = serde_json::to_string(letter).map_err(std::io::Error::other)?;
+            writeln!(out, "{line}")?;
         }
-        return;
+        return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<12} {:<24} {:<38} {:<24} {:<20} message",
         "dlq p/offset", "dead-lettered", "key", "kind", "original p/offset"
-    );
+    )?;
     let shown = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
     for letter in letters {
         let original = match (letter.original_partition, letter.original_offset) {
@@ -314,7 +318,8 @@ fn print_list(letters: &[DeadLetter], json: bool) {
         if let Some(replay_of) = &letter.replay_of {
             message.push_str(&format!(" [failed replay of {replay_of}]"));
         }
-        println!(
+        writeln!(
+            out,
             "{:<12} {:<24} {:<38} {:<24} {:<20} {message}",
             format!("{}/{}", letter.partition, letter.offset),
             letter.timestamp.map_or_else(
@@ -324,9 +329,10 @@ fn print_list(letters: &[DeadLetter], json: bool) {
             shown(&letter.key),
             shown(&letter.error_kind),
             original,
-        );
+        )?;
     }
-    println!("{} dead letter(s)", letters.len());
+    writeln!(out, "{} dead letter(s)", letters.len())?;
+    Ok(())
 }
 
 /// What a replay did.

@@ -26,6 +26,7 @@
 
 mod render;
 
+use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -149,13 +150,15 @@ pub enum StatusError {
     Schema(#[from] SchemaError),
     #[error("cannot print the report as JSON")]
     Json(#[source] serde_json::Error),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
 }
 
 impl Retryable for StatusError {
     fn is_retryable(&self) -> bool {
         match self {
             Self::Schema(error) => error.is_retryable(),
-            Self::Json(_) => false,
+            Self::Json(_) | Self::Output(_) => false,
         }
     }
 }
@@ -340,12 +343,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Verdict,
         report = check(&config) => report?,
         _ = shutdown.cancelled() => return Ok(Verdict::Unreachable),
     };
+    let mut out = std::io::stdout().lock();
     if config.options.json {
         let text = serde_json::to_string_pretty(&report).map_err(StatusError::Json)?;
-        println!("{text}");
+        writeln!(out, "{text}")
     } else {
-        print!("{}", render::Screen(&report));
+        write!(out, "{}", render::Screen(&report))
     }
+    .map_err(StatusError::Output)?;
     Ok(report.verdict)
 }
 
