@@ -2,7 +2,6 @@
 //! `dead-letters list|replay` (poison put back once its cause is gone, and only once) and `tail`
 //! (the topic decoded through the registry).
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
@@ -45,11 +44,15 @@ fn status_config(pipeline: &TestPipeline) -> status::Config {
 }
 
 /// `userstream status --json` on the test's resources (as `compose` would pass them, through
-/// the environment), with extra flags; its exit code and report.
-fn status_binary(pipeline: &TestPipeline, flags: &[&str]) -> anyhow::Result<(i32, Value)> {
-    let output = Command::new(env!("CARGO_BIN_EXE_userstream"))
+/// the environment), with extra flags and a time-out per service; its exit code and report.
+async fn status_binary(
+    pipeline: &TestPipeline,
+    flags: &[&str],
+    timeout: &str,
+) -> anyhow::Result<(i32, Value)> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_userstream"))
         .arg("status")
-        .args(["--json", "--max-backlog-age", "1h", "--timeout", "5s"])
+        .args(["--json", "--max-backlog-age", "1h", "--timeout", timeout])
         .args(flags)
         .env("USERSTREAM_PG_URL", &pipeline.database.url)
         .env("USERSTREAM_KAFKA_BROKERS", common::kafka_brokers())
@@ -62,6 +65,7 @@ fn status_binary(pipeline: &TestPipeline, flags: &[&str]) -> anyhow::Result<(i32
         .env("USERSTREAM_TOPIC", &pipeline.topic)
         .env("USERSTREAM_GROUP_ID", &pipeline.group_id)
         .output()
+        .await
         .context("running userstream status")?;
     let code = output.status.code().context("status was killed")?;
     let report = serde_json::from_slice(&output.stdout).with_context(|| {
@@ -160,7 +164,8 @@ async fn status_reports_each_stage_and_says_healthy_degraded_or_unreachable() ->
     .await?;
     let (code, report) = pipeline
         .eventually("status sees the dead letter", DEADLINE, || async {
-            let (code, report) = status_binary(&pipeline, &[])?;
+            // Generous: the shared services answer slowly while other tests load them.
+            let (code, report) = status_binary(&pipeline, &[], "30s").await?;
             Ok(
                 (report["dead_letters"]["count"] == 1 && report["kafka"]["total_lag"] == 0)
                     .then_some((code, report)),
@@ -188,7 +193,8 @@ async fn status_reports_each_stage_and_says_healthy_degraded_or_unreachable() ->
     );
 
     // Nothing listens on port 1 of the loopback.
-    let (code, report) = status_binary(&pipeline, &["--kafka-brokers", "127.0.0.1:1"])?;
+    let (code, report) =
+        status_binary(&pipeline, &["--kafka-brokers", "127.0.0.1:1"], "5s").await?;
     ensure!(
         code == 2,
         "an unreachable Kafka is exit 2, got {code}: {report:#}"
