@@ -341,6 +341,8 @@ pub struct AppliedMigration {
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Verdict, StatusError> {
     let report = tokio::select! {
         report = check(&config) => report?,
+        // Interrupted before every service answered: nothing is known, which a script must not
+        // read as healthy.
         _ = shutdown.cancelled() => return Ok(Verdict::Unreachable),
     };
     let mut out = std::io::stdout().lock();
