@@ -41,6 +41,12 @@ pub enum Command {
     FixtureServer(crate::fixture_server::Config),
     /// Re-emit current PostgreSQL users through the change log (op r), resumable by --name.
     Snapshot(crate::snapshot::Config),
+    /// Every stage on one screen (or --json); exit 0 healthy, 1 degraded, 2 unreachable.
+    Status(crate::status::Config),
+    /// List the dead letters of <topic>.dlq, or replay them to the topic once the cause is fixed.
+    DeadLetters(crate::dead_letters::Config),
+    /// Print the topic's (or --dlq's) messages decoded through the registry, one JSON line each.
+    Tail(crate::tail::Config),
 }
 
 /// Help names each flag's environment variable but must not print its value: several hold

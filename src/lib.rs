@@ -32,6 +32,9 @@
 //! * [`snapshot`] — `userstream snapshot`: current users re-emitted as op `r`, resumable.
 //! * [`progress`] — a progress bar on a terminal, interval log lines elsewhere.
 //! * [`store`] — PostgreSQL: `users`, the trigger-filled change log and its xid8-watermark poll.
+//! * [`status`], [`dead_letters`], [`tail`] — the operator commands `userstream status`,
+//!   `dead-letters list|replay` and `tail`; [`topic_read`] reads a topic for them outside every
+//!   consumer group.
 //!
 //! See `DESIGN.md`-level contracts in the README: every Cassandra write is an idempotent upsert
 //! `USING TIMESTAMP` of the change's source time, so at-least-once delivery is harmless.
@@ -40,6 +43,7 @@ pub mod cdc;
 pub mod cli;
 pub mod codec;
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod fetcher;
 pub mod fixture_server;
@@ -59,5 +63,8 @@ pub mod schemas_cmd;
 pub mod shutdown;
 pub mod sink;
 pub mod snapshot;
+pub mod status;
 pub mod store;
+pub mod tail;
 pub mod telemetry;
+pub mod topic_read;

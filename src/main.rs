@@ -19,6 +19,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Registry(config) => userstream::registry::run(config, shutdown).await?,
         Command::FixtureServer(config) => userstream::fixture_server::run(config, shutdown).await?,
         Command::Snapshot(config) => userstream::snapshot::run(config, shutdown).await?,
+        Command::Status(config) => {
+            let verdict = userstream::status::run(config, shutdown).await?;
+            std::process::exit(verdict.exit_code());
+        }
+        Command::DeadLetters(config) => userstream::dead_letters::run(config, shutdown).await?,
+        Command::Tail(config) => userstream::tail::run(config, shutdown).await?,
     }
     Ok(())
 }

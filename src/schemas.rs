@@ -168,7 +168,8 @@ impl SchemaRegistryClient {
             // Confluent's registry answers "subject not found" where there is nothing to check
             // against; ours says compatible.
             Err(SchemaError::Refused {
-                error_code: 40401, ..
+                error_code: SUBJECT_NOT_FOUND,
+                ..
             }) => Ok(CompatibilityReport {
                 is_compatible: true,
                 messages: Vec::new(),
@@ -246,6 +247,57 @@ impl SchemaRegistryClient {
             .map_err(|source| classify("compatibility check", subject, source))
     }
 
+    /// The versions registered under `subject`, oldest first; none when the subject has none.
+    pub async fn subject_versions(&self, subject: &str) -> Result<Vec<u32>, SchemaError> {
+        const OPERATION: &str = "version list";
+        let url = format!(
+            "{}/subjects/{}/versions",
+            self.base_url,
+            path_segment(subject)
+        );
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(http_error(OPERATION, subject))?;
+        match self.answer(OPERATION, subject, response).await {
+            Err(SchemaError::Refused {
+                error_code: SUBJECT_NOT_FOUND,
+                ..
+            }) => Ok(Vec::new()),
+            answer => answer,
+        }
+    }
+
+    /// The newest version registered under `subject` and its schema id; `None` when the subject
+    /// has no versions.
+    pub async fn latest_version(
+        &self,
+        subject: &str,
+    ) -> Result<Option<SubjectVersion>, SchemaError> {
+        const OPERATION: &str = "latest version lookup";
+        let url = format!(
+            "{}/subjects/{}/versions/latest",
+            self.base_url,
+            path_segment(subject)
+        );
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(http_error(OPERATION, subject))?;
+        match self.answer(OPERATION, subject, response).await {
+            Ok(version) => Ok(Some(version)),
+            Err(SchemaError::Refused {
+                error_code: SUBJECT_NOT_FOUND,
+                ..
+            }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The schema (Avro JSON) with `id`, as a message's writer schema.
     pub async fn schema_by_id(&self, id: u32) -> Result<String, SchemaError> {
         get_schema_by_id(id, &self.settings)
@@ -253,6 +305,17 @@ impl SchemaRegistryClient {
             .map(|registered| registered.schema)
             .map_err(|source| classify("schema lookup", &format!("id {id}"), source))
     }
+}
+
+/// Confluent's error code for "no such subject".
+const SUBJECT_NOT_FOUND: u32 = 40401;
+
+/// One version of a subject, as `GET /subjects/{subject}/versions/{version}` answers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct SubjectVersion {
+    pub version: u32,
+    /// The schema's registry id, the one messages written with it carry.
+    pub id: u32,
 }
 
 /// The error body of the Confluent API.

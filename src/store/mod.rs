@@ -30,7 +30,7 @@ pub use changes::{
     backlog, commit_position, load_position, poll_changes, prune, quarantine, try_lead_cursor,
     Backlog, Change, ChangeKey, Op, Poll, Position, UnreadableChange,
 };
-pub use migrate::{migrate, migration_count};
+pub use migrate::{migrate, migration_count, migration_versions};
 pub use snapshots::{
     begin_snapshot, emit_snapshot_batch, remaining_snapshot_users, try_lock_snapshot,
     SnapshotBatch, SnapshotFilter, SnapshotState,

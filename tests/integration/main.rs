@@ -8,6 +8,7 @@ mod fetcher;
 mod fixture_server;
 mod harness;
 mod kafka;
+mod operations;
 mod pipeline;
 mod registry;
 mod reliability;

@@ -1,0 +1,2 @@
+-- How many users PostgreSQL holds.
+SELECT count(*) FROM users
