@@ -17,6 +17,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use userstream::config::{MetricsArgs, PostgresArgs, Secret};
 use userstream::fetcher::{self, FetchOptions};
 use userstream::normalize::{normalize, NormalizedUser};
+use userstream::progress::ProgressArgs;
 use userstream::store;
 
 use crate::common::{self, TestDatabase};
@@ -87,6 +88,7 @@ impl WatchedPipeline {
                 request_timeout: Duration::from_secs(10),
                 max_attempts: 4,
             },
+            progress: ProgressArgs::default(),
         };
         tokio::time::timeout(DEADLINE, fetcher::run(fetch_config, fetch_stage.clone()))
             .await
