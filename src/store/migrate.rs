@@ -54,6 +54,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "cdc_quarantine",
         sql: include_str!("sql/008_cdc_quarantine.sql"),
     },
+    Migration {
+        version: 10,
+        name: "change_before_image",
+        sql: include_str!("sql/010_change_before_image.sql"),
+    },
 ];
 
 /// How many migrations this build knows (versions 1 to this, without gaps).
