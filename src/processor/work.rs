@@ -550,6 +550,59 @@ mod tests {
         })
     }
 
+    fn with_headers(headers: &[(&str, &str)]) -> OwnedMessage {
+        let headers = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
+        OwnedMessage::new(
+            None,
+            Some(b"u-1".to_vec()),
+            "users".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        )
+    }
+
+    #[test]
+    fn the_before_headers_name_the_row_the_replaced_version_was_written_to() {
+        let key = |headers: &[(&str, &str)]| previous_country_key(&with_headers(headers), "u-1");
+        let registered_at = chrono::DateTime::from_timestamp_millis(1_433_664_550_123).unwrap();
+        // Normalized as that version was: nat upper-cased, the time cut to milliseconds.
+        assert_eq!(
+            key(&[
+                ("before_nat", " fr "),
+                ("before_country", "Germany"),
+                ("before_registered_at_us", "1433664550123456"),
+            ]),
+            Ok(Some(CountryKey {
+                country_code: "FR".to_owned(),
+                registered_at,
+            }))
+        );
+        // No nationality: the country name; no registration: the epoch, where it sorts last.
+        assert_eq!(
+            key(&[("before_country", "Switzerland")]),
+            Ok(Some(CountryKey {
+                country_code: "CH".to_owned(),
+                registered_at: chrono::DateTime::UNIX_EPOCH,
+            }))
+        );
+        // A create, or a version without any country (refused, so never written).
+        assert_eq!(key(&[("op", "c")]), Ok(None));
+        assert_eq!(
+            key(&[("before_registered_at_us", "1433664550123456")]),
+            Ok(None)
+        );
+        assert!(key(&[("before_nat", "DE"), ("before_registered_at_us", "soon")]).is_err());
+    }
+
     #[test]
     fn only_the_registrys_schema_not_found_is_final() {
         assert!(!refused(SCHEMA_NOT_FOUND).is_retryable());

@@ -447,6 +447,9 @@ impl CassandraSink {
         source_txid: Option<i64>,
     ) -> Result<(), SinkError> {
         let key = CountryKey::of(user);
+        // Resolved before the writes start: a prepare cancelled by a failing sibling write would
+        // leave the re-check waiting, and the retry would write without the columns.
+        let evolved = self.evolved_statement().await?;
         let by_country = self.execute(
             "upsert users_by_country",
             &self.upsert_by_country,
@@ -462,7 +465,7 @@ impl CassandraSink {
             }
         };
         futures::try_join!(
-            self.upsert_user_by_id(user, source_ts_us, source_txid),
+            self.upsert_user_by_id(user, evolved, source_ts_us, source_txid),
             by_country,
             retire_previous
         )?;
@@ -498,14 +501,16 @@ impl CassandraSink {
         Ok(())
     }
 
+    /// `evolved`: the upsert with the `cql/003` columns, if the keyspace has them.
     async fn upsert_user_by_id(
         &self,
         user: &NormalizedUser,
+        evolved: Option<&PreparedStatement>,
         source_ts_us: i64,
         source_txid: Option<i64>,
     ) -> Result<(), SinkError> {
         let row = user_by_id_row(user, source_ts_us, source_txid);
-        match self.evolved_statement().await? {
+        match evolved {
             Some(statement) => {
                 self.execute(
                     "upsert users_by_id",
