@@ -93,3 +93,35 @@ impl UserRecord {
         }
     }
 }
+
+/// What a change carries of the version it replaced: the fields the key of the user's
+/// `users_by_country` row is computed from (see `normalize`), so that the processor can retire
+/// that row without reading it. Set for updates and deletes, absent for a create.
+///
+/// On Kafka it travels as headers (a delete's value is a tombstone), one per non-null field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeforeImage {
+    pub nat: Option<String>,
+    pub country: Option<String>,
+    pub national_id_name: Option<String>,
+    pub registered_at: Option<DateTime<Utc>>,
+}
+
+impl BeforeImage {
+    pub const NAT_HEADER: &'static str = "before_nat";
+    pub const COUNTRY_HEADER: &'static str = "before_country";
+    pub const NATIONAL_ID_NAME_HEADER: &'static str = "before_national_id_name";
+    /// Microseconds since the Unix epoch, like `source_ts_us`.
+    pub const REGISTERED_AT_HEADER: &'static str = "before_registered_at_us";
+
+    /// The image as a user with only these fields, ready to be normalized like any version.
+    pub fn to_record(&self, id: &str) -> UserRecord {
+        UserRecord {
+            nat: self.nat.clone(),
+            country: self.country.clone(),
+            national_id_name: self.national_id_name.clone(),
+            registered_at: self.registered_at,
+            ..UserRecord::with_id(id)
+        }
+    }
+}

@@ -699,11 +699,7 @@ def cmd_verify(args):
         for key, items in found.items():
             log(f"  {key:<19} {len(items)}")
             for uid, want, have in items[:args.examples]:
-                versions = session.execute(
-                    f"SELECT source_ts_us, country_code, registered_at, deleted "
-                    f"FROM {args.keyspace}.user_versions WHERE user_id = %s", (uid,)).one()
-                log(f"      {uid}: PostgreSQL {fmt_row(want)}, Cassandra {fmt_row(have)}, "
-                    f"user_versions {fmt_row(tuple(versions) if versions else None)}")
+                log(f"      {uid}: PostgreSQL {fmt_row(want)}, Cassandra {fmt_row(have)}")
     finally:
         cluster.shutdown()
     try:

@@ -2,7 +2,8 @@
 //!
 //! Each round reads a batch with the transaction watermark ([`crate::store::poll_changes`]),
 //! produces every change (key = user id, value = Avro `User` in the Confluent wire format, a
-//! tombstone for a delete; headers `op`, `source_ts_us`, `source_txid`) with the idempotent
+//! tombstone for a delete; headers `op`, `source_ts_us`, `source_txid`, and for an update or a
+//! delete the `before_*` headers of [`crate::model::BeforeImage`]) with the idempotent
 //! producer, waits until Kafka acknowledged **all** of them, and only then stores the new position.
 //! A crash between produce and commit replays the batch: delivery is at-least-once, and the
 //! processor's timestamped upserts make replays harmless.
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::codec::{EncodeError, Encoder, USER_SCHEMA};
 use crate::config::{KafkaArgs, MetricsArgs, PostgresArgs, SchemaRegistryArgs, TopicArgs};
 use crate::error::{chain, Retryable};
+use crate::model::BeforeImage;
 use crate::retry::{retry, Backoff, BackoffPolicy, RetryError};
 use crate::schemas::{value_subject, SchemaError, SchemaRegistryClient};
 use crate::store::{self, Change, Op, Position, StoreError, UnreadableChange};
@@ -567,7 +569,7 @@ impl Poller {
                 },
             )?),
         };
-        let headers = OwnedHeaders::new()
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "op",
                 value: Some(change.op.as_str()),
@@ -580,6 +582,9 @@ impl Poller {
                 key: "source_txid",
                 value: Some(&change.xid.to_string()),
             });
+        if let Some(before) = &change.before {
+            headers = before_headers(headers, before);
+        }
         let mut record = FutureRecord::to(&self.topic)
             .key(change.user_id.as_bytes())
             .headers(headers);
@@ -612,6 +617,33 @@ impl Poller {
             }
         }))
     }
+}
+
+/// `before`'s non-null fields as headers (see [`BeforeImage`]).
+fn before_headers(mut headers: OwnedHeaders, before: &BeforeImage) -> OwnedHeaders {
+    let registered_at_us = before
+        .registered_at
+        .map(|registered_at| registered_at.timestamp_micros().to_string());
+    for (key, value) in [
+        (BeforeImage::NAT_HEADER, before.nat.as_deref()),
+        (BeforeImage::COUNTRY_HEADER, before.country.as_deref()),
+        (
+            BeforeImage::NATIONAL_ID_NAME_HEADER,
+            before.national_id_name.as_deref(),
+        ),
+        (
+            BeforeImage::REGISTERED_AT_HEADER,
+            registered_at_us.as_deref(),
+        ),
+    ] {
+        if let Some(value) = value {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+    }
+    headers
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! * Transient failures (Cassandra, the registry, the broker) are retried with backoff, forever,
 //!   and never dead-lettered; nothing past them is committed.
 
+mod metric_handles;
 pub mod offsets;
 mod work;
 
@@ -44,6 +45,7 @@ use crate::schemas::SchemaRegistryClient;
 use crate::sink::{self, CassandraSink, SinkError};
 use crate::telemetry::{self, Health};
 
+use metric_handles::{ConsumeMetrics, LaneMetrics};
 use offsets::{OffsetTracker, Ticket};
 pub use work::{DeadLetter, Work};
 
@@ -200,6 +202,7 @@ struct Lanes {
     policy: BackoffPolicy,
     /// Not ready while writes fail and are being retried (Cassandra or the broker is down).
     health: Health,
+    metrics: LaneMetrics,
 }
 
 /// Runs the processor until `shutdown`, then drains and commits.
@@ -247,6 +250,7 @@ pub struct Processor {
     consumer: Arc<ProcessorConsumer>,
     decoder: Decoder,
     registry: SchemaRegistryClient,
+    metrics: ConsumeMetrics,
     lanes: Arc<Lanes>,
     write_lanes: usize,
     lane_capacity: usize,
@@ -282,6 +286,7 @@ impl Processor {
             consumer: Arc::clone(&consumer),
             decoder: Decoder::new().map_err(ProcessError::ReaderSchema)?,
             registry: SchemaRegistryClient::new(&config.registry)?,
+            metrics: ConsumeMetrics::new(),
             lanes: Arc::new(Lanes {
                 sink,
                 dead_letters,
@@ -291,6 +296,7 @@ impl Processor {
                 topic: config.topic.topic.clone(),
                 policy,
                 health,
+                metrics: LaneMetrics::new(),
             }),
             write_lanes: config.options.write_lanes.max(1),
             lane_capacity: config.options.lane_capacity.max(1),
@@ -381,13 +387,14 @@ impl Processor {
                     }
                 }
             };
-            metrics::counter!("userstream_processor_records_in_total").increment(1);
+            self.metrics.records_in.increment(1);
             let work = work::classify(
                 message,
                 &mut self.decoder,
                 &self.registry,
                 self.lanes.policy,
                 shutdown,
+                &mut self.metrics,
             )
             .await;
             let Some(work) = work else {
@@ -511,7 +518,12 @@ async fn lane(
         let (partition, offset) = (ticket.partition, ticket.offset);
         let done = retry("process message", lanes.policy, &stop, || async {
             let result = work
-                .execute(&lanes.sink, &lanes.dead_letters, &lanes.dead_letter_topic)
+                .execute(
+                    &lanes.sink,
+                    &lanes.dead_letters,
+                    &lanes.dead_letter_topic,
+                    &lanes.metrics,
+                )
                 .await;
             health.set_ready(
                 result

@@ -8,13 +8,15 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
+use super::metric_handles::{ConsumeMetrics, LaneMetrics};
 use super::ProcessError;
 use crate::codec::{DecodeError, Decoder};
 use crate::error::{chain, Retryable};
+use crate::model::BeforeImage;
 use crate::normalize::{normalize, NormalizedUser};
 use crate::retry::{retry, BackoffPolicy, RetryError};
 use crate::schemas::{SchemaError, SchemaRegistryClient, SCHEMA_NOT_FOUND};
-use crate::sink::{CassandraSink, WriteOutcome};
+use crate::sink::{CassandraSink, CountryKey};
 
 /// One message's work. Every variant ends with the message's offset being released.
 #[derive(Debug)]
@@ -23,6 +25,9 @@ pub enum Work {
         partition: i32,
         offset: i64,
         user: Box<NormalizedUser>,
+        /// Where the version this one replaced sits in `users_by_country`, from the message's
+        /// before headers.
+        previous: Option<CountryKey>,
         source_ts_us: i64,
         source_txid: Option<i64>,
         /// Dead-lettered as it came should Cassandra refuse the data itself.
@@ -32,6 +37,8 @@ pub enum Work {
         partition: i32,
         offset: i64,
         user_id: String,
+        /// Where the deleted version sits in `users_by_country`.
+        previous: Option<CountryKey>,
         source_ts_us: i64,
         original: Box<OwnedMessage>,
     },
@@ -94,41 +101,45 @@ impl Work {
     }
 
     /// Writes to Cassandra or produces to the dead-letter topic. Safe to repeat.
-    pub async fn execute(
+    pub(super) async fn execute(
         &self,
         sink: &CassandraSink,
         dead_letters: &FutureProducer,
         dead_letter_topic: &str,
+        metrics: &LaneMetrics,
     ) -> Result<(), ProcessError> {
         let started = Instant::now();
-        let (op, written, original) = match self {
+        let (op_metrics, written, original) = match self {
             Self::Upsert {
                 user,
+                previous,
                 source_ts_us,
                 source_txid,
                 original,
                 ..
             } => (
-                "upsert",
-                sink.upsert(user, *source_ts_us, *source_txid).await,
+                &metrics.upsert,
+                sink.upsert(user, previous.as_ref(), *source_ts_us, *source_txid)
+                    .await,
                 original,
             ),
             Self::Delete {
                 user_id,
+                previous,
                 source_ts_us,
                 original,
                 ..
             } => (
-                "delete",
-                sink.delete(user_id, *source_ts_us).await,
+                &metrics.delete,
+                sink.delete(user_id, previous.as_ref(), *source_ts_us).await,
                 original,
             ),
             Self::DeadLetter(letter) => {
                 return produce_dead_letter(letter, dead_letters, dead_letter_topic).await
             }
         };
-        let outcome = match written {
-            Ok(outcome) => outcome,
+        match written {
+            Ok(()) => {}
             // Cassandra refused these values (a key over 64 KiB, a mutation too large): the
             // same message would be refused forever, so it goes where poison goes.
             Err(error) if error.is_refused_data() => {
@@ -136,15 +147,9 @@ impl Work {
                 return produce_dead_letter(&letter, dead_letters, dead_letter_topic).await;
             }
             Err(error) => return Err(error.into()),
-        };
-        metrics::histogram!("userstream_processor_write_seconds", "op" => op)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = match outcome {
-            WriteOutcome::Applied => "applied",
-            WriteOutcome::Stale => "stale",
-        };
-        metrics::counter!("userstream_processor_records_written_total", "op" => op, "outcome" => outcome)
-            .increment(1);
+        }
+        op_metrics.seconds.record(started.elapsed().as_secs_f64());
+        op_metrics.written.increment(1);
         Ok(())
     }
 }
@@ -298,6 +303,7 @@ pub async fn classify(
     registry: &SchemaRegistryClient,
     policy: BackoffPolicy,
     shutdown: &CancellationToken,
+    metrics: &mut ConsumeMetrics,
 ) -> Option<Work> {
     let (partition, offset) = (message.partition(), message.offset());
 
@@ -347,6 +353,10 @@ pub async fn classify(
         None => None,
     };
     let op = header(&message, "op");
+    let previous = match previous_country_key(&message, user_id) {
+        Ok(previous) => previous,
+        Err(reason) => return dead(&message, "invalid_header", reason),
+    };
 
     let Some(payload) = message.payload() else {
         if matches!(op, Some("c" | "u" | "r")) {
@@ -361,6 +371,7 @@ pub async fn classify(
             partition,
             offset,
             user_id,
+            previous,
             source_ts_us,
             original: Box::new(message),
         });
@@ -408,26 +419,17 @@ pub async fn classify(
     match normalize(&decoded.record) {
         Ok(normalized) => {
             for repair in &normalized.repairs {
-                metrics::counter!(
-                    "userstream_normalize_repaired_total",
-                    "field" => repair.field,
-                    "reason" => repair.reason.as_str()
-                )
-                .increment(1);
+                metrics.repaired(*repair).increment(1);
             }
             for warning in &normalized.warnings {
-                metrics::counter!(
-                    "userstream_normalize_dropped_total",
-                    "field" => warning.field,
-                    "reason" => warning.reason.as_str()
-                )
-                .increment(1);
+                metrics.dropped(*warning).increment(1);
             }
-            metrics::counter!("userstream_normalize_accepted_total").increment(1);
+            metrics.normalize_accepted.increment(1);
             Some(Work::Upsert {
                 partition,
                 offset,
                 user: Box::new(normalized.user),
+                previous,
                 source_ts_us,
                 source_txid,
                 original: Box::new(message),
@@ -490,6 +492,43 @@ impl Retryable for WriterSchemaLookup {
     }
 }
 
+/// Where the version a change replaced sits in `users_by_country`, from the message's before
+/// headers: `None` when there are none (a create; a snapshot image; a message produced before
+/// the change log recorded before images) or when they name no country, as a version that
+/// normalization refused was never written. The key is computed by normalizing the image, so it
+/// is the key that version was written under.
+fn previous_country_key(
+    message: &OwnedMessage,
+    user_id: &str,
+) -> Result<Option<CountryKey>, String> {
+    let registered_at = match header(message, BeforeImage::REGISTERED_AT_HEADER) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<i64>()
+                .ok()
+                .and_then(chrono::DateTime::from_timestamp_micros)
+                .ok_or_else(|| {
+                    format!(
+                        "header {} is not a time in microseconds: {text:?}",
+                        BeforeImage::REGISTERED_AT_HEADER
+                    )
+                })?,
+        ),
+    };
+    let before = BeforeImage {
+        nat: header(message, BeforeImage::NAT_HEADER).map(str::to_owned),
+        country: header(message, BeforeImage::COUNTRY_HEADER).map(str::to_owned),
+        national_id_name: header(message, BeforeImage::NATIONAL_ID_NAME_HEADER).map(str::to_owned),
+        registered_at,
+    };
+    if before == BeforeImage::default() {
+        return Ok(None);
+    }
+    Ok(normalize(&before.to_record(user_id))
+        .ok()
+        .map(|previous| CountryKey::of(&previous.user)))
+}
+
 fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
     message
         .headers()?
@@ -509,6 +548,59 @@ mod tests {
             error_code,
             reason: "from the registry".to_owned(),
         })
+    }
+
+    fn with_headers(headers: &[(&str, &str)]) -> OwnedMessage {
+        let headers = headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
+        OwnedMessage::new(
+            None,
+            Some(b"u-1".to_vec()),
+            "users".to_owned(),
+            rdkafka::Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        )
+    }
+
+    #[test]
+    fn the_before_headers_name_the_row_the_replaced_version_was_written_to() {
+        let key = |headers: &[(&str, &str)]| previous_country_key(&with_headers(headers), "u-1");
+        let registered_at = chrono::DateTime::from_timestamp_millis(1_433_664_550_123).unwrap();
+        // Normalized as that version was: nat upper-cased, the time cut to milliseconds.
+        assert_eq!(
+            key(&[
+                ("before_nat", " fr "),
+                ("before_country", "Germany"),
+                ("before_registered_at_us", "1433664550123456"),
+            ]),
+            Ok(Some(CountryKey {
+                country_code: "FR".to_owned(),
+                registered_at,
+            }))
+        );
+        // No nationality: the country name; no registration: the epoch, where it sorts last.
+        assert_eq!(
+            key(&[("before_country", "Switzerland")]),
+            Ok(Some(CountryKey {
+                country_code: "CH".to_owned(),
+                registered_at: chrono::DateTime::UNIX_EPOCH,
+            }))
+        );
+        // A create, or a version without any country (refused, so never written).
+        assert_eq!(key(&[("op", "c")]), Ok(None));
+        assert_eq!(
+            key(&[("before_registered_at_us", "1433664550123456")]),
+            Ok(None)
+        );
+        assert!(key(&[("before_nat", "DE"), ("before_registered_at_us", "soon")]).is_err());
     }
 
     #[test]

@@ -5,20 +5,19 @@
 //! they arrived: a replayed or late older version loses to the newer one cell by cell, and nulls
 //! are written as tombstones so a field that disappeared in a newer version stays gone.
 //!
-//! `users_by_country` is keyed by (country, registration), which a newer version may change. The
-//! old row must then be deleted, and a stale version must not resurrect it. The `user_versions`
-//! table (which, unlike `users_by_id`, outlives deletes) records the newest source time applied
-//! per user and where that version sits in `users_by_country`: a change older than it is skipped,
-//! and a change that moves the user deletes the old row. It is written last, so a crash half-way
-//! leaves it behind the data tables and the replay redoes the whole change.
+//! Nothing is read before it is written. `users_by_country` is keyed by (country, registration),
+//! which a newer version may change; the change carries where the version it replaced sat
+//! ([`CountryKey`], from the log's before image), so a move or a delete writes a tombstone for
+//! that row at its own source time. A late older version that writes an old row again is
+//! shadowed by the tombstone of the version that moved the user away from it (delivery is
+//! at-least-once, so that version is written too), for as long as Cassandra keeps tombstones
+//! (`gc_grace_seconds`). The writes of one change are independent and idempotent, so they run
+//! concurrently and the driver may retry them.
 //!
-//! Writes of one user must not run concurrently (the processor serializes them per key); writes of
-//! different users may.
-//!
-//! The columns of value schema v2/v3 (`cql/003_user_evolution.cql`) are written by their own
-//! statement, prepared once the keyspace has them: `userstream migrate` may add them while a
-//! processor runs, and that processor starts filling them within [`EVOLVED_COLUMNS_RECHECK`]
-//! without a restart. Until then each write skips them, counted in
+//! The columns of value schema v2/v3 (`cql/003_user_evolution.cql`) are written by a second
+//! variant of the `users_by_id` upsert, prepared once the keyspace has them: `userstream migrate`
+//! may add them while a processor runs, and that processor starts filling them within
+//! [`EVOLVED_COLUMNS_RECHECK`] without a restart. Until then each write skips them, counted in
 //! `userstream_sink_evolved_columns_missing_total` and logged at every re-check.
 
 mod migrate;
@@ -30,7 +29,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, NewSessionError, PrepareError, RequestAttemptError};
 use scylla::statement::prepared::PreparedStatement;
-use scylla::{DeserializeRow, SerializeRow};
+use scylla::SerializeRow;
 
 pub use migrate::{migrate, migrate_to, CQL_MIGRATIONS};
 
@@ -180,15 +179,6 @@ fn attempt_is_transient(attempt: &RequestAttemptError) -> bool {
     }
 }
 
-/// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The change was applied to every table.
-    Applied,
-    /// A newer version of the user was already applied; nothing was written.
-    Stale,
-}
-
 /// Opens a session to `args.nodes` with the driver's default settings.
 pub async fn connect(args: &CassandraArgs) -> Result<Session, SinkError> {
     SessionBuilder::new()
@@ -205,17 +195,18 @@ pub async fn connect(args: &CassandraArgs) -> Result<Session, SinkError> {
 #[derive(Debug, Clone)]
 pub struct CassandraSink {
     session: Arc<Session>,
-    read_version: PreparedStatement,
     upsert_by_id: PreparedStatement,
     delete_by_id: PreparedStatement,
     upsert_by_country: PreparedStatement,
     delete_by_country: PreparedStatement,
-    record_version: PreparedStatement,
-    /// The `users_by_id` update of the `cql/003` columns, once they exist.
+    /// The `users_by_id` upsert with the `cql/003` columns, once they exist.
     evolved: Arc<EvolvedColumns>,
+    /// Resolved once: writes without the `cql/003` columns.
+    evolved_columns_missing: metrics::Counter,
 }
 
-/// The lazily prepared update of the columns `cql/003` adds, shared by the sink's clones.
+/// The lazily prepared `users_by_id` upsert with the columns `cql/003` adds, shared by the
+/// sink's clones.
 #[derive(Debug)]
 struct EvolvedColumns {
     cql: String,
@@ -226,14 +217,8 @@ struct EvolvedColumns {
     next_attempt: tokio::sync::Mutex<std::time::Instant>,
 }
 
-#[derive(Debug, DeserializeRow)]
-struct AppliedVersion {
-    source_ts_us: Option<i64>,
-    country_code: Option<String>,
-    registered_at: Option<DateTime<Utc>>,
-}
-
-/// Bound by position: the last marker is `USING TIMESTAMP ?`, which has no column name.
+/// The values of every `users_by_id` column the first release has, in the order of
+/// [`USER_BY_ID_COLUMNS`].
 #[derive(Debug, SerializeRow)]
 #[scylla(flavor = "enforce_order", skip_name_checks)]
 struct UserByIdRow<'a> {
@@ -269,6 +254,26 @@ struct UserByIdRow<'a> {
     picture_thumbnail: Option<&'a str>,
     source_ts_us: i64,
     source_txid: Option<i64>,
+}
+
+/// Bound by position: the last marker is `USING TIMESTAMP ?`, which has no column name.
+#[derive(Debug, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct UserByIdWrite<'a> {
+    #[scylla(flatten)]
+    row: UserByIdRow<'a>,
+    write_ts: i64,
+}
+
+/// [`UserByIdWrite`] with the `cql/003` columns.
+#[derive(Debug, SerializeRow)]
+#[scylla(flavor = "enforce_order", skip_name_checks)]
+struct EvolvedUserByIdWrite<'a> {
+    #[scylla(flatten)]
+    row: UserByIdRow<'a>,
+    source_api_version: Option<&'a str>,
+    age: Option<i32>,
+    id_source: Option<&'a str>,
     write_ts: i64,
 }
 
@@ -290,11 +295,27 @@ struct UserByCountryRow<'a> {
     write_ts: i64,
 }
 
+const USER_BY_ID_COLUMNS: &str = "user_id, country_code, nat, gender, title, first_name, \
+    last_name, email, username, date_of_birth, registered_at, phone, phone_e164, cell, cell_e164, \
+    street_number, street_name, city, state, country, postcode, latitude, longitude, \
+    timezone_offset_minutes, timezone_description, national_id_name, national_id_value, \
+    picture_large, picture_medium, picture_thumbnail, source_ts_us, source_txid";
+
 /// Where one version of a user sits in `users_by_country`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct CountryKey {
-    country_code: String,
-    registered_at: DateTime<Utc>,
+pub struct CountryKey {
+    pub country_code: String,
+    pub registered_at: DateTime<Utc>,
+}
+
+impl CountryKey {
+    /// The row `user` is written to.
+    pub fn of(user: &NormalizedUser) -> Self {
+        Self {
+            country_code: user.country_code.clone(),
+            registered_at: user.registered_at.unwrap_or(UNKNOWN_REGISTRATION),
+        }
+    }
 }
 
 impl CassandraSink {
@@ -303,35 +324,29 @@ impl CassandraSink {
         let prepare = |name: &'static str, cql: String| {
             let session = Arc::clone(&session);
             async move {
-                session
-                    .prepare(cql)
-                    .await
-                    .map_err(|source| SinkError::Prepare {
-                        statement: name,
-                        source: Box::new(source),
-                    })
+                let mut statement =
+                    session
+                        .prepare(cql)
+                        .await
+                        .map_err(|source| SinkError::Prepare {
+                            statement: name,
+                            source: Box::new(source),
+                        })?;
+                statement.set_is_idempotent(true);
+                Ok::<_, SinkError>(statement)
             }
         };
+        let markers = |count: usize| vec!["?"; count].join(", ");
+        let user_by_id_markers = USER_BY_ID_COLUMNS.split(',').count();
+        // Registered before the first write, so the handle resolved here is a live one.
+        crate::telemetry::prometheus();
         Ok(Self {
-            read_version: prepare(
-                "read version",
-                format!(
-                    "SELECT source_ts_us, country_code, registered_at FROM {keyspace}.user_versions \
-                     WHERE user_id = ?"
-                ),
-            )
-            .await?,
             upsert_by_id: prepare(
                 "upsert users_by_id",
                 format!(
-                    "INSERT INTO {keyspace}.users_by_id (user_id, country_code, nat, gender, title, \
-                     first_name, last_name, email, username, date_of_birth, registered_at, phone, \
-                     phone_e164, cell, cell_e164, street_number, street_name, city, state, country, \
-                     postcode, latitude, longitude, timezone_offset_minutes, timezone_description, \
-                     national_id_name, national_id_value, picture_large, picture_medium, \
-                     picture_thumbnail, source_ts_us, source_txid) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-                     ?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+                    "INSERT INTO {keyspace}.users_by_id ({USER_BY_ID_COLUMNS}) VALUES ({}) \
+                     USING TIMESTAMP ?",
+                    markers(user_by_id_markers)
                 ),
             )
             .await?,
@@ -357,27 +372,23 @@ impl CassandraSink {
                 ),
             )
             .await?,
-            record_version: prepare(
-                "record version",
-                format!(
-                    "INSERT INTO {keyspace}.user_versions (user_id, source_ts_us, country_code, \
-                     registered_at, deleted) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
-                ),
-            )
-            .await?,
             evolved: Arc::new(EvolvedColumns {
                 cql: format!(
-                    "UPDATE {keyspace}.users_by_id USING TIMESTAMP ? SET source_api_version = ?, \
-                     age = ?, id_source = ? WHERE user_id = ?"
+                    "INSERT INTO {keyspace}.users_by_id ({USER_BY_ID_COLUMNS}, source_api_version, \
+                     age, id_source) VALUES ({}) USING TIMESTAMP ?",
+                    markers(user_by_id_markers + 3)
                 ),
                 statement: tokio::sync::OnceCell::new(),
                 next_attempt: tokio::sync::Mutex::new(std::time::Instant::now()),
             }),
+            evolved_columns_missing: metrics::counter!(
+                "userstream_sink_evolved_columns_missing_total"
+            ),
             session,
         })
     }
 
-    /// The prepared update of the `cql/003` columns, or `None` while the keyspace lacks them.
+    /// The prepared upsert with the `cql/003` columns, or `None` while the keyspace lacks them.
     async fn evolved_statement(&self) -> Result<Option<&PreparedStatement>, SinkError> {
         let evolved = &*self.evolved;
         if let Some(statement) = evolved.statement.get() {
@@ -393,8 +404,9 @@ impl CassandraSink {
         }
         *next = now + EVOLVED_COLUMNS_RECHECK;
         match self.session.prepare(evolved.cql.as_str()).await {
-            Ok(statement) => {
+            Ok(mut statement) => {
                 tracing::info!("users_by_id has the cql/003 columns; writing them");
+                statement.set_is_idempotent(true);
                 Ok(Some(
                     evolved.statement.get_or_init(|| async { statement }).await,
                 ))
@@ -413,146 +425,119 @@ impl CassandraSink {
             Err(source) => {
                 *next = std::time::Instant::now();
                 Err(SinkError::PrepareUnavailable {
-                    statement: "update users_by_id (cql/003 columns)",
+                    statement: "upsert users_by_id (cql/003 columns)",
                     source: Box::new(source),
                 })
             }
         }
     }
 
-    /// Writes one version of a user, unless a newer one is already applied.
+    /// Writes one version of a user, with blind writes only: its `users_by_id` row, its
+    /// `users_by_country` row, and — when `previous` (where the version it replaced sat in
+    /// `users_by_country`, as the change carries it) is another row — a tombstone for that row,
+    /// all `USING TIMESTAMP source_ts_us` and concurrently.
+    ///
+    /// A late older version cannot bring an old row back: the version that moved the user away
+    /// from it wrote a tombstone at a later time, and that version is delivered too.
     pub async fn upsert(
         &self,
         user: &NormalizedUser,
+        previous: Option<&CountryKey>,
         source_ts_us: i64,
         source_txid: Option<i64>,
-    ) -> Result<WriteOutcome, SinkError> {
-        let Some(previous) = self.applied_version(&user.id, source_ts_us).await? else {
-            return Ok(WriteOutcome::Stale);
-        };
-        let key = CountryKey {
-            country_code: user.country_code.clone(),
-            registered_at: user.registered_at.unwrap_or(UNKNOWN_REGISTRATION),
-        };
-        self.execute(
-            "upsert users_by_id",
-            &self.upsert_by_id,
-            user_by_id_row(user, source_ts_us, source_txid),
-        )
-        .await?;
-        match self.evolved_statement().await? {
-            Some(statement) => {
-                self.execute(
-                    "update users_by_id (cql/003 columns)",
-                    statement,
-                    (
-                        source_ts_us,
-                        user.source_api_version.as_deref(),
-                        user.age,
-                        user.id_source.as_deref(),
-                        user.id.as_str(),
-                    ),
-                )
-                .await?
-            }
-            None => metrics::counter!("userstream_sink_evolved_columns_missing_total").increment(1),
-        }
-        if let Some(old) = previous.filter(|old| *old != key) {
-            self.delete_country_row(&user.id, &old, source_ts_us)
-                .await?;
-        }
-        self.execute(
+    ) -> Result<(), SinkError> {
+        let key = CountryKey::of(user);
+        // Resolved before the writes start: a prepare cancelled by a failing sibling write would
+        // leave the re-check waiting, and the retry would write without the columns.
+        let evolved = self.evolved_statement().await?;
+        let by_country = self.execute(
             "upsert users_by_country",
             &self.upsert_by_country,
             user_by_country_row(user, key.registered_at, source_ts_us),
-        )
-        .await?;
-        self.execute(
-            "record version",
-            &self.record_version,
-            (
-                user.id.as_str(),
-                source_ts_us,
-                Some(key.country_code.as_str()),
-                Some(key.registered_at),
-                false,
-                source_ts_us,
-            ),
-        )
-        .await?;
-        Ok(WriteOutcome::Applied)
+        );
+        let retire_previous = async {
+            match previous.filter(|previous| **previous != key) {
+                Some(previous) => {
+                    self.delete_country_row(&user.id, previous, source_ts_us)
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        futures::try_join!(
+            self.upsert_user_by_id(user, evolved, source_ts_us, source_txid),
+            by_country,
+            retire_previous
+        )?;
+        Ok(())
     }
 
-    /// Removes a user from both tables, unless a newer version is already applied.
+    /// Removes a user from `users_by_id` and, when the change says where the deleted version
+    /// sat, from `users_by_country`; blind tombstones `USING TIMESTAMP source_ts_us`, written
+    /// concurrently, which shadow every older version whenever it arrives.
     pub async fn delete(
         &self,
         user_id: &str,
+        previous: Option<&CountryKey>,
         source_ts_us: i64,
-    ) -> Result<WriteOutcome, SinkError> {
-        let Some(previous) = self.applied_version(user_id, source_ts_us).await? else {
-            return Ok(WriteOutcome::Stale);
+    ) -> Result<(), SinkError> {
+        let by_country = async {
+            match previous {
+                Some(previous) => {
+                    self.delete_country_row(user_id, previous, source_ts_us)
+                        .await
+                }
+                None => Ok(()),
+            }
         };
-        self.execute(
-            "delete users_by_id",
-            &self.delete_by_id,
-            (source_ts_us, user_id),
-        )
-        .await?;
-        if let Some(old) = previous {
-            self.delete_country_row(user_id, &old, source_ts_us).await?;
-        }
-        self.execute(
-            "record version",
-            &self.record_version,
-            (
-                user_id,
-                source_ts_us,
-                None::<&str>,
-                None::<DateTime<Utc>>,
-                true,
-                source_ts_us,
+        futures::try_join!(
+            self.execute(
+                "delete users_by_id",
+                &self.delete_by_id,
+                (source_ts_us, user_id),
             ),
-        )
-        .await?;
-        Ok(WriteOutcome::Applied)
+            by_country
+        )?;
+        Ok(())
     }
 
-    /// `None` when a newer version than `source_ts_us` is applied (the change is stale);
-    /// otherwise where the applied version sits in `users_by_country`, if anywhere.
-    async fn applied_version(
+    /// `evolved`: the upsert with the `cql/003` columns, if the keyspace has them.
+    async fn upsert_user_by_id(
         &self,
-        user_id: &str,
+        user: &NormalizedUser,
+        evolved: Option<&PreparedStatement>,
         source_ts_us: i64,
-    ) -> Result<Option<Option<CountryKey>>, SinkError> {
-        const OPERATION: &str = "read user_versions";
-        let rows = self
-            .session
-            .execute_unpaged(&self.read_version, (user_id,))
-            .await
-            .map_err(|source| SinkError::Execute {
-                operation: OPERATION,
-                source: Box::new(source),
-            })?
-            .into_rows_result()
-            .map_err(|source| rows_error(OPERATION, source))?;
-        let applied = rows
-            .maybe_first_row::<AppliedVersion>()
-            .map_err(|source| rows_error(OPERATION, source))?;
-        let Some(applied) = applied else {
-            return Ok(Some(None));
-        };
-        if applied
-            .source_ts_us
-            .is_some_and(|applied_ts| applied_ts > source_ts_us)
-        {
-            return Ok(None);
+        source_txid: Option<i64>,
+    ) -> Result<(), SinkError> {
+        let row = user_by_id_row(user, source_ts_us, source_txid);
+        match evolved {
+            Some(statement) => {
+                self.execute(
+                    "upsert users_by_id",
+                    statement,
+                    EvolvedUserByIdWrite {
+                        row,
+                        source_api_version: user.source_api_version.as_deref(),
+                        age: user.age,
+                        id_source: user.id_source.as_deref(),
+                        write_ts: source_ts_us,
+                    },
+                )
+                .await
+            }
+            None => {
+                self.evolved_columns_missing.increment(1);
+                self.execute(
+                    "upsert users_by_id",
+                    &self.upsert_by_id,
+                    UserByIdWrite {
+                        row,
+                        write_ts: source_ts_us,
+                    },
+                )
+                .await
+            }
         }
-        Ok(Some(applied.country_code.zip(applied.registered_at).map(
-            |(country_code, registered_at)| CountryKey {
-                country_code,
-                registered_at,
-            },
-        )))
     }
 
     async fn delete_country_row(
@@ -639,7 +624,6 @@ fn user_by_id_row(
         picture_thumbnail: user.picture_thumbnail.as_deref(),
         source_ts_us,
         source_txid,
-        write_ts: source_ts_us,
     }
 }
 

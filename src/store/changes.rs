@@ -5,7 +5,7 @@ use serde_json::Value;
 use tokio_postgres::{Client, Row};
 
 use super::StoreError;
-use crate::model::UserRecord;
+use crate::model::{BeforeImage, UserRecord};
 
 const POLL_CHANGES: &str = include_str!("sql/query/poll_changes.sql");
 const PRUNE_CHANGES: &str = include_str!("sql/query/prune_changes.sql");
@@ -77,6 +77,8 @@ pub struct Change {
     pub source_ts_us: i64,
     /// The user after the change; `None` for a delete.
     pub after: Option<UserRecord>,
+    /// What the change replaced; `None` for a create (and a change logged before migration 010).
+    pub before: Option<BeforeImage>,
 }
 
 impl Change {
@@ -379,6 +381,7 @@ struct RawChange {
     user_id: String,
     source_ts: DateTime<Utc>,
     after: Option<Value>,
+    before: Option<Value>,
 }
 
 fn raw_change(row: &Row) -> Result<RawChange, StoreError> {
@@ -390,7 +393,8 @@ fn raw_change(row: &Row) -> Result<RawChange, StoreError> {
         op: row.try_get("op").map_err(&read)?,
         user_id: row.try_get("user_id").map_err(&read)?,
         source_ts: row.try_get("source_ts").map_err(&read)?,
-        after: row.try_get("after").map_err(read)?,
+        after: row.try_get("after").map_err(&read)?,
+        before: row.try_get("before").map_err(read)?,
     })
 }
 
@@ -402,6 +406,7 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
         ref user_id,
         source_ts,
         ref after,
+        ref before,
     } = *raw;
     let op = Op::parse(op).ok_or_else(|| StoreError::MalformedChange {
         reason: format!("change ({xid}, {seq}) has unknown op {op:?}"),
@@ -428,6 +433,19 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
             })
         }
     };
+    let before = before
+        .as_ref()
+        .map(|image| {
+            serde_path_to_error::deserialize::<_, BeforeImage>(image).map_err(|error| {
+                StoreError::ChangeImage {
+                    xid,
+                    seq,
+                    field: format!("before.{}", error.path()),
+                    source: error.into_inner(),
+                }
+            })
+        })
+        .transpose()?;
     Ok(Change {
         xid,
         seq,
@@ -435,6 +453,7 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
         user_id: user_id.clone(),
         source_ts_us: source_ts.timestamp_micros(),
         after,
+        before,
     })
 }
 

@@ -60,6 +60,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("sql/009_snapshot.sql"),
     },
     Migration {
+        version: 10,
+        name: "change_before_image",
+        sql: include_str!("sql/010_change_before_image.sql"),
+    },
+    Migration {
         version: 12,
         name: "dead_letter_replays",
         sql: include_str!("sql/012_dead_letter_replays.sql"),

@@ -566,6 +566,57 @@ async fn updates_and_deletes_in_postgres_reach_both_tables() -> anyhow::Result<(
         "the other user is untouched",
     )?;
 
+    // Each change after the create carried where the version it replaced sat, which is what
+    // retired the old users_by_country rows without a read.
+    let registered_2015_us = utc("2015-06-07T08:09:10.123Z")?
+        .timestamp_micros()
+        .to_string();
+    let registered_2019_us = utc("2019-01-02T03:04:05.678Z")?
+        .timestamp_micros()
+        .to_string();
+    let before_images: Vec<[Option<String>; 4]> = pipeline
+        .topic_messages()
+        .await?
+        .iter()
+        .filter(|message| key(message).as_deref() == Some(id.as_str()))
+        .map(|message| {
+            [
+                "op",
+                "before_nat",
+                "before_country",
+                "before_registered_at_us",
+            ]
+            .map(|name| header(message, name))
+        })
+        .collect();
+    let some = |text: &str| Some(text.to_owned());
+    check(
+        before_images
+            == [
+                [some("c"), None, None, None],
+                [
+                    some("u"),
+                    some("DE"),
+                    some("Germany"),
+                    some(&registered_2015_us),
+                ],
+                [
+                    some("u"),
+                    some("DE"),
+                    some("Germany"),
+                    some(&registered_2019_us),
+                ],
+                [
+                    some("d"),
+                    some("FR"),
+                    some("France"),
+                    // The fetcher's upsert wrote the record's own registration back.
+                    some(&registered_2015_us),
+                ],
+            ],
+        format!("op and before headers of the user's messages: {before_images:#?}"),
+    )?;
+
     pipeline.stop_processor().await?;
     pipeline.stop_cdc().await?;
     Ok(())
@@ -618,22 +669,22 @@ async fn older_versions_and_replayed_deletes_never_overwrite_newer_ones() -> any
     pipeline.start_processor();
     let base = Utc::now().timestamp_micros();
     let mut last_offsets = BTreeMap::new();
-    let send = |id: String, user: Option<UserRecord>, op: &'static str, ts: i64, txid: i64| {
+    // Each message as `cdc` produces it, with the before headers of the version it replaced.
+    let send = |id: String,
+                user: Option<UserRecord>,
+                replaced: Option<&UserRecord>,
+                op: &'static str,
+                ts: i64,
+                txid: i64| {
         let payload = user.map(|u| encode(&encoder, schema_id, &u)).transpose();
         let producer = &producer;
         let topic = pipeline.topic.clone();
+        let before = replaced.map(before_headers).unwrap_or_default();
         async move {
-            let ts = ts.to_string();
-            let txid = txid.to_string();
-            produce(
-                producer,
-                &topic,
-                None,
-                &id,
-                payload?.as_deref(),
-                &[("op", op), ("source_ts_us", &ts), ("source_txid", &txid)],
-            )
-            .await
+            let (ts, txid) = (ts.to_string(), txid.to_string());
+            let mut headers = vec![("op", op), ("source_ts_us", &ts), ("source_txid", &txid)];
+            headers.extend(before.iter().map(|(key, value)| (*key, value.as_str())));
+            produce(producer, &topic, None, &id, payload?.as_deref(), &headers).await
         }
     };
 
@@ -645,19 +696,27 @@ async fn older_versions_and_replayed_deletes_never_overwrite_newer_ones() -> any
     older.nat = Some("FR".into());
     older.country = Some("France".into());
     older.registered_at = Some(utc("2011-01-01T00:00:00Z")?);
-    let (p, o) = send(x.clone(), Some(newer.clone()), "u", base + 2_000, 20).await?;
+    let (p, o) = send(
+        x.clone(),
+        Some(newer.clone()),
+        Some(&older),
+        "u",
+        base + 2_000,
+        20,
+    )
+    .await?;
     last_offsets.insert(p, o);
-    let (p, o) = send(x.clone(), Some(older), "c", base + 1_000, 10).await?;
+    let (p, o) = send(x.clone(), Some(older), None, "c", base + 1_000, 10).await?;
     last_offsets.insert(p, o);
 
     // Y: created, deleted, created again; then the delete is replayed.
     let y = uuid::Uuid::new_v4().to_string();
     let (first, _) = sample_user(&y, "Erst");
     let (again, _) = sample_user(&y, "Wieder");
-    send(y.clone(), Some(first), "c", base + 1_000, 11).await?;
-    send(y.clone(), None, "d", base + 2_000, 21).await?;
-    send(y.clone(), Some(again.clone()), "c", base + 3_000, 31).await?;
-    let (p, o) = send(y.clone(), None, "d", base + 2_000, 21).await?;
+    send(y.clone(), Some(first.clone()), None, "c", base + 1_000, 11).await?;
+    send(y.clone(), None, Some(&first), "d", base + 2_000, 21).await?;
+    send(y.clone(), Some(again.clone()), None, "c", base + 3_000, 31).await?;
+    let (p, o) = send(y.clone(), None, Some(&first), "d", base + 2_000, 21).await?;
     last_offsets.insert(p, o.max(last_offsets.get(&p).copied().unwrap_or(o)));
 
     wait_until_handled(&pipeline, &last_offsets).await?;
@@ -684,6 +743,24 @@ async fn older_versions_and_replayed_deletes_never_overwrite_newer_ones() -> any
     )?;
     pipeline.stop_processor().await?;
     Ok(())
+}
+
+/// The before headers `cdc` gives a change that replaced `record`.
+fn before_headers(record: &UserRecord) -> Vec<(&'static str, String)> {
+    [
+        ("before_nat", record.nat.clone()),
+        ("before_country", record.country.clone()),
+        ("before_national_id_name", record.national_id_name.clone()),
+        (
+            "before_registered_at_us",
+            record
+                .registered_at
+                .map(|registered_at| registered_at.timestamp_micros().to_string()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key, value?)))
+    .collect()
 }
 
 /// The start time of the newest change-log poll `cdc` has run against the test's database.
@@ -1363,7 +1440,7 @@ async fn fixture_credentials_never_leave_postgres() -> anyhow::Result<()> {
         }
     }
     let mut rows = 0;
-    for table in ["users_by_id", "users_by_country", "user_versions"] {
+    for table in ["users_by_id", "users_by_country"] {
         for row in pipeline.table_as_text(table).await? {
             rows += 1;
             for value in &row {

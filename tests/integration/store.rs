@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use tokio_postgres::{Client, NoTls};
 use userstream::error::Retryable;
-use userstream::model::UserRecord;
+use userstream::model::{BeforeImage, UserRecord};
 use userstream::store::{
     self, commit_position, delete_user, load_position, poll_changes, upsert_page, Change, Op,
     StoreError, UpsertOutcome,
@@ -91,6 +91,16 @@ fn user(id: &str, city: &str) -> (UserRecord, Value) {
         "nat": "DE",
     });
     (record, raw)
+}
+
+/// What a change replacing `record` carries of it.
+fn before_image(record: &UserRecord) -> BeforeImage {
+    BeforeImage {
+        nat: record.nat.clone(),
+        country: record.country.clone(),
+        national_id_name: record.national_id_name.clone(),
+        registered_at: record.registered_at,
+    }
 }
 
 fn page(ids: &[&str]) -> Vec<(UserRecord, Value)> {
@@ -216,6 +226,7 @@ async fn a_new_page_is_inserted_and_logged_as_creates() -> anyhow::Result<()> {
     );
     for (change, (record, _)) in changes.iter().zip(&users) {
         assert_eq!(change.after.as_ref(), Some(record), "image round-trips");
+        assert_eq!(change.before, None, "a create replaces nothing");
         let age_us = Utc::now().timestamp_micros() - change.source_ts_us;
         assert!(
             (0..60_000_000).contains(&age_us),
@@ -281,6 +292,7 @@ async fn a_changed_field_logs_one_update_with_the_new_image() -> anyhow::Result<
     upsert_page(&mut client, &users).await?;
     drain(&client, "cdc", 100, 3).await?;
 
+    let replaced = users[1].0.clone();
     users[1] = user("u2", "München");
     let outcome = upsert_page(&mut client, &users).await?;
     assert_eq!(
@@ -299,6 +311,11 @@ async fn a_changed_field_logs_one_update_with_the_new_image() -> anyhow::Result<
         .context("an update has an image")?;
     assert_eq!(image.city.as_deref(), Some("München"));
     assert_eq!(image, &users[1].0);
+    assert_eq!(
+        changes[0].before,
+        Some(before_image(&replaced)),
+        "an update carries the key fields of the version it replaced"
+    );
 
     // A new password changes raw only: stored, but downstream has nothing to learn.
     users[2].1["login"]["password"] = json!(format!("another-{SECRET_MARK}"));
@@ -334,7 +351,8 @@ async fn a_changed_field_logs_one_update_with_the_new_image() -> anyhow::Result<
 #[tokio::test]
 async fn a_delete_is_logged_and_truncate_is_refused() -> anyhow::Result<()> {
     let (_database, mut client) = migrated("store_delete").await?;
-    upsert_page(&mut client, &page(&["u1", "u2"])).await?;
+    let users = page(&["u1", "u2"]);
+    upsert_page(&mut client, &users).await?;
     drain(&client, "cdc", 100, 2).await?;
 
     assert!(delete_user(&client, "u1").await?);
@@ -342,6 +360,7 @@ async fn a_delete_is_logged_and_truncate_is_refused() -> anyhow::Result<()> {
     let changes = drain(&client, "cdc", 100, 1).await?;
     assert_eq!(summary(&changes), [(Op::Delete, "u1")]);
     assert_eq!(changes[0].after, None);
+    assert_eq!(changes[0].before, Some(before_image(&users[0].0)));
 
     let refused = client.batch_execute("TRUNCATE users").await;
     let error = refused.err().context("TRUNCATE must be refused")?;
