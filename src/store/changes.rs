@@ -480,6 +480,7 @@ mod tests {
             user_id: "u-1".to_owned(),
             source_ts: DateTime::UNIX_EPOCH,
             after,
+            before: None,
         };
         let image = serde_json::json!({"id": "u-1", "first_name": "Ada"});
         let read = change(&raw("r", Some(image))).expect("an r change with its image");
