@@ -426,7 +426,7 @@ fn corrupt_bodies_are_invalid_at_the_field() {
         .decode(&encode_wire(ID, &[2, b'x', 20]))
         .unwrap_err();
     assert!(
-        matches!(&error, DecodeError::InvalidBody { field: Some(f), .. } if f == "gender"),
+        matches!(&error, DecodeError::InvalidBody { field, source: BodyProblem::UnionBranch { index: 10, branches: 2 }, .. } if field == "gender"),
         "{error}"
     );
     assert_eq!(error.kind(), "avro_body");
@@ -434,7 +434,7 @@ fn corrupt_bodies_are_invalid_at_the_field() {
     // id = one byte that is not UTF-8.
     let error = decoder.decode(&encode_wire(ID, &[2, 0xff])).unwrap_err();
     assert!(
-        matches!(&error, DecodeError::InvalidBody { field: Some(f), .. } if f == "id"),
+        matches!(&error, DecodeError::InvalidBody { field, source: BodyProblem::NotUtf8, .. } if field == "id"),
         "{error}"
     );
 }
@@ -678,13 +678,22 @@ fn no_codec_error_is_retryable() {
 }
 
 #[test]
-fn encoding_with_a_schema_that_lacks_a_field_fails_with_the_user_id() {
-    let encoder = Encoder::with_schema(OLD_WRITER).unwrap();
-    let error = encoder.encode(&full_user()).unwrap_err();
+fn encoder_refuses_a_schema_user_record_cannot_fill_up_front() {
+    // `legacy_rank` is no `UserRecord` field; `latitude` is a float where the record has f64.
+    let error = Encoder::with_schema(OLD_WRITER).unwrap_err();
     assert!(
-        matches!(&error, EncodeError::Value { id, .. } if *id == full_user().id),
+        matches!(&error, EncodeError::UnsupportedField { field, .. } if field == "legacy_rank"),
         "{error}"
     );
+    let float_latitude = r#"{"type": "record", "name": "User", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "latitude", "type": ["null", "float"], "default": null}]}"#;
+    let error = Encoder::with_schema(float_latitude).unwrap_err();
+    assert!(
+        matches!(&error, EncodeError::UnsupportedField { field, .. } if field == "latitude"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("latitude"), "{error}");
 }
 
 // ---- properties ----
