@@ -2,10 +2,11 @@
 //! messages: every accepted record of `fixtures/randomuser/`, encoded with the newest schema.
 //!
 //! * decode + normalize — ours: `Decoder::decode` (the cached per-writer plan, straight into the
-//!   record) then `normalize`; baseline: `from_avro_datum(writer, reader)` → `Value` →
+//!   record) then `normalize`; baseline: `from_avro_datum(writer, reader)` (as its
+//!   `GenericDatumReader` equivalent) → `Value` →
 //!   `record_from_value` → `normalize`.
 //! * encode — ours: `Encoder::encode_message`; baseline: the record → `Value` (`to_avro_value`)
-//!   → `to_avro_datum`, behind the same wire header.
+//!   → `to_avro_datum` (as `GenericDatumWriter`), behind the same wire header.
 //!
 //! `cargo bench --bench codec [-- --quick] [-- --json PATH]` (or `USERSTREAM_BENCH_JSON=PATH`).
 //! Each case runs whole passes over the messages for about 2.5 s (0.2 s with `--quick`) after a
@@ -15,7 +16,9 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use apache_avro::{from_avro_datum, to_avro_datum, Schema};
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::Schema;
 use userstream::codec::{
     encode_wire_header, parse_wire, record_from_value, to_avro_value, Decoder, Encoder, USER_SCHEMA,
 };
@@ -127,7 +130,12 @@ fn main() {
     };
     let baseline_decode = |message: &[u8]| {
         let (_, mut body) = parse_wire(message).expect("a wire-format frame");
-        let value = from_avro_datum(&schema, &mut body, Some(&schema)).expect("decodes");
+        // `from_avro_datum(writer, body, Some(reader))`, which is deprecated in favour of this.
+        let value = GenericDatumReader::builder(&schema)
+            .reader_schema(&schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut body))
+            .expect("decodes");
         normalize(&record_from_value(value).expect("a UserRecord"))
     };
     let ours_encode = |record: &UserRecord| {
@@ -136,7 +144,11 @@ fn main() {
             .expect("a record encodes")
     };
     let baseline_encode = |record: &UserRecord| {
-        let body = to_avro_datum(&schema, to_avro_value(record)).expect("a record encodes");
+        // `to_avro_datum(schema, value)`, which is deprecated in favour of this.
+        let body = GenericDatumWriter::builder(&schema)
+            .build()
+            .and_then(|writer| writer.write_value_to_vec(to_avro_value(record)))
+            .expect("a record encodes");
         let mut message = Vec::with_capacity(5 + body.len());
         encode_wire_header(SCHEMA_ID, &mut message);
         message.extend_from_slice(&body);
