@@ -448,6 +448,13 @@ fn format_offset(minutes: i32) -> String {
 /// Whether `text` is already trimmed with its whitespace runs collapsed to single spaces (what
 /// joining its `split_whitespace` words with spaces gives), so it needs no rebuilding.
 fn is_collapsed(text: &str) -> bool {
+    if text.is_ascii() {
+        let bytes = text.as_bytes();
+        return bytes.first() != Some(&b' ')
+            && bytes.last() != Some(&b' ')
+            && !bytes.iter().any(|b| (0x09..=0x0d).contains(b))
+            && !bytes.windows(2).any(|pair| pair == b"  ");
+    }
     let mut after_space = true;
     for c in text.chars() {
         if c.is_whitespace() {

@@ -82,6 +82,9 @@ fn is_apostrophe(c: char) -> bool {
 
 /// A character that case mapping changes (title-case letters such as 'ǅ' and 'ᾈ' included).
 fn is_cased(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
     c.is_uppercase()
         || c.is_lowercase()
         || c.to_lowercase().ne(std::iter::once(c))
@@ -145,6 +148,7 @@ fn push_lower(out: &mut String, c: char, casing: Casing) {
     match c {
         'I' if casing.turkic => out.push('ı'),
         'İ' if casing.turkic => out.push('i'),
+        _ if c.is_ascii() => out.push(c.to_ascii_lowercase()),
         _ => out.extend(c.to_lowercase()),
     }
 }
