@@ -9,8 +9,9 @@
 //!   → `to_avro_datum` (as `GenericDatumWriter`), behind the same wire header.
 //!
 //! `cargo bench --bench codec [-- --quick] [-- --json PATH]` (or `USERSTREAM_BENCH_JSON=PATH`).
-//! Each case runs whole passes over the messages for about 2.5 s (0.2 s with `--quick`) after a
-//! warm-up pass. Flags it does not know (cargo passes `--bench`) are ignored.
+//! Each case alternates whole passes of ours and of the baseline over the messages until each
+//! has run for about 2.5 s (0.2 s with `--quick`), after a warm-up pass. Flags it does not know
+//! (cargo passes `--bench`) are ignored.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -72,17 +73,33 @@ fn fixture_records() -> Vec<UserRecord> {
         .collect()
 }
 
-/// Records per second of `one_pass` (which handles `per_pass` records), over whole passes
-/// lasting at least `window` after one warm-up pass.
-fn records_per_second(per_pass: usize, window: Duration, mut one_pass: impl FnMut()) -> f64 {
-    one_pass();
-    let started = Instant::now();
+/// Records per second of `ours` and of `baseline` (each handles `per_pass` records per call),
+/// after one warm-up pass each. Their passes alternate until both have run for `window`, so
+/// both see the same load on a shared machine and the ratio stays meaningful.
+fn compare(
+    per_pass: usize,
+    window: Duration,
+    mut ours: impl FnMut(),
+    mut baseline: impl FnMut(),
+) -> Comparison {
+    ours();
+    baseline();
+    let (mut ours_time, mut baseline_time) = (Duration::ZERO, Duration::ZERO);
     let mut passes = 0u64;
-    while passes == 0 || started.elapsed() < window {
-        one_pass();
+    while passes == 0 || ours_time.min(baseline_time) < window {
+        let started = Instant::now();
+        ours();
+        ours_time += started.elapsed();
+        let started = Instant::now();
+        baseline();
+        baseline_time += started.elapsed();
         passes += 1;
     }
-    (passes * per_pass as u64) as f64 / started.elapsed().as_secs_f64()
+    let records = (passes * per_pass as u64) as f64;
+    Comparison {
+        ours: records / ours_time.as_secs_f64(),
+        baseline: records / baseline_time.as_secs_f64(),
+    }
 }
 
 struct Comparison {
@@ -172,30 +189,34 @@ fn main() {
     }
 
     let count = messages.len();
-    let decode_normalize = Comparison {
-        ours: records_per_second(count, window, || {
+    let decode_normalize = compare(
+        count,
+        window,
+        || {
             for message in &messages {
                 black_box(ours_decode(black_box(message)).ok());
             }
-        }),
-        baseline: records_per_second(count, window, || {
+        },
+        || {
             for message in &messages {
                 black_box(baseline_decode(black_box(message)).ok());
             }
-        }),
-    };
-    let encode = Comparison {
-        ours: records_per_second(count, window, || {
+        },
+    );
+    let encode = compare(
+        count,
+        window,
+        || {
             for record in &records {
                 black_box(ours_encode(black_box(record)));
             }
-        }),
-        baseline: records_per_second(count, window, || {
+        },
+        || {
             for record in &records {
                 black_box(baseline_encode(black_box(record)));
             }
-        }),
-    };
+        },
+    );
 
     println!(
         "codec, one thread, {count} fixture records{}",
