@@ -1,128 +1,252 @@
-//! Decode throughput with the writer→reader resolution prepared once per schema id (what the
-//! processor does) against resolving both schemas for every message, as `from_avro_datum` does
-//! (apache/avro-rs issue 310) — measured in the same run, on the same message. Encode throughput
-//! (the CDC poller's side) for reference.
+//! Codec throughput on one thread, ours against the generic `apache_avro` path, on the same
+//! messages: every accepted record of `fixtures/randomuser/`, encoded with the newest schema.
 //!
-//! `cargo bench -p userstream --bench codec`. Criterion prints its statistics per benchmark; a
-//! summary with records/s and the cached/baseline ratio follows.
+//! * decode + normalize — ours: `Decoder::decode` (the cached per-writer plan, straight into the
+//!   record) then `normalize`; baseline: `from_avro_datum(writer, reader)` (as its
+//!   `GenericDatumReader` equivalent) → `Value` →
+//!   `record_from_value` → `normalize`.
+//! * encode — ours: `Encoder::encode_message`; baseline: the record → `Value` (`to_avro_value`)
+//!   → `to_avro_datum` (as `GenericDatumWriter`), behind the same wire header.
+//!
+//! `cargo bench --bench codec [-- --quick] [-- --json PATH]` (or `USERSTREAM_BENCH_JSON=PATH`).
+//! Each case alternates whole passes of ours and of the baseline over the messages until each
+//! has run for about 2.5 s (0.2 s with `--quick`), after a warm-up pass. Flags it does not know
+//! (cargo passes `--bench`) are ignored.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use chrono::{TimeZone, Utc};
-use criterion::{Criterion, Throughput};
-use userstream::codec::{encode_wire, Decoder, Encoder, USER_SCHEMA, WIRE_HEADER_LEN};
+use userstream::codec::{
+    encode_wire_header, parse_wire, record_from_value, to_avro_value, Decoder, Encoder, USER_SCHEMA,
+};
 use userstream::model::UserRecord;
+use userstream::normalize::normalize;
+use userstream::randomuser::parse_response;
 
 const SCHEMA_ID: u32 = 1;
 
-fn user() -> UserRecord {
-    UserRecord {
-        id: "0b6e4c1e-7f7d-4b8e-9a51-3c2d1e0f9a8b".into(),
-        gender: Some("female".into()),
-        title: Some("Mrs".into()),
-        first_name: Some("Nazanin".into()),
-        last_name: Some("Karimi".into()),
-        email: Some("nazanin.karimi@example.com".into()),
-        username: Some("purplebird412".into()),
-        date_of_birth: Utc.with_ymd_and_hms(1987, 11, 2, 4, 23, 51).single(),
-        registered_at: Utc.with_ymd_and_hms(2014, 6, 19, 13, 2, 9).single(),
-        phone: Some("012-34567890".into()),
-        cell: Some("0912-345-6789".into()),
-        street_number: Some("4213".into()),
-        street_name: Some("Azadi".into()),
-        city: Some("Tabriz".into()),
-        state: Some("East Azerbaijan".into()),
-        country: Some("Iran".into()),
-        postcode: Some("51368".into()),
-        latitude: Some(38.0962),
-        longitude: Some(46.2738),
-        timezone_offset: Some("+3:30".into()),
-        timezone_description: Some("Tehran".into()),
-        national_id_name: Some("".into()),
-        national_id_value: None,
-        picture_large: Some("https://randomuser.me/api/portraits/women/12.jpg".into()),
-        picture_medium: Some("https://randomuser.me/api/portraits/med/women/12.jpg".into()),
-        picture_thumbnail: Some("https://randomuser.me/api/portraits/thumb/women/12.jpg".into()),
-        nat: Some("IR".into()),
-        source_api_version: Some("1.4".into()),
-        age: Some(44),
-        id_source: Some("login_uuid".into()),
-    }
+struct Options {
+    quick: bool,
+    json: Option<PathBuf>,
 }
 
-/// The slow path: both schemas name-resolved again for every message. It stops at the resolved
-/// Avro value (no `UserRecord` built), so the ratio it yields understates the difference.
-fn decode_re_resolving(
-    writer: &Schema,
-    reader: &Schema,
-    message: &[u8],
-) -> apache_avro::types::Value {
-    let mut body = &message[WIRE_HEADER_LEN..];
-    GenericDatumReader::builder(writer)
-        .reader_schema(reader)
-        .build()
-        .and_then(|datum_reader| datum_reader.read_value(&mut body))
-        .unwrap_or_else(|error| panic!("baseline decode failed: {error}"))
-}
-
-fn records_per_second(mut decode_one: impl FnMut(), window: Duration) -> f64 {
-    let started = Instant::now();
-    let mut count = 0u64;
-    while started.elapsed() < window {
-        for _ in 0..1_000 {
-            decode_one();
+fn options() -> Options {
+    let mut options = Options {
+        quick: false,
+        json: std::env::var_os("USERSTREAM_BENCH_JSON").map(PathBuf::from),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.quick = true,
+            "--json" => options.json = args.next().map(PathBuf::from),
+            _ => {}
         }
-        count += 1_000;
     }
-    count as f64 / started.elapsed().as_secs_f64()
+    options
+}
+
+/// Every accepted record of every fixture file, in file-name order.
+fn fixture_records() -> Vec<UserRecord> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/randomuser");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|path| {
+            let body = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let response =
+                parse_response(&body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            response
+                .accepted()
+                .map(|parsed| parsed.record.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Records per second of `ours` and of `baseline` (each handles `per_pass` records per call),
+/// after one warm-up pass each. Their passes alternate until both have run for `window`, so
+/// both see the same load on a shared machine and the ratio stays meaningful.
+fn compare(
+    per_pass: usize,
+    window: Duration,
+    mut ours: impl FnMut(),
+    mut baseline: impl FnMut(),
+) -> Comparison {
+    ours();
+    baseline();
+    let (mut ours_time, mut baseline_time) = (Duration::ZERO, Duration::ZERO);
+    let mut passes = 0u64;
+    while passes == 0 || ours_time.min(baseline_time) < window {
+        let started = Instant::now();
+        ours();
+        ours_time += started.elapsed();
+        let started = Instant::now();
+        baseline();
+        baseline_time += started.elapsed();
+        passes += 1;
+    }
+    let records = (passes * per_pass as u64) as f64;
+    Comparison {
+        ours: records / ours_time.as_secs_f64(),
+        baseline: records / baseline_time.as_secs_f64(),
+    }
+}
+
+struct Comparison {
+    ours: f64,
+    baseline: f64,
+}
+
+impl Comparison {
+    fn ratio(&self) -> f64 {
+        self.ours / self.baseline
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ours_rps": self.ours.round(),
+            "baseline_rps": self.baseline.round(),
+            "ratio": (self.ratio() * 100.0).round() / 100.0,
+        })
+    }
 }
 
 fn main() {
-    let encoder = Encoder::new().expect("the newest schema parses");
+    let options = options();
+    let window = Duration::from_millis(if options.quick { 200 } else { 2_500 });
+
+    let records = fixture_records();
+    let encoder = Encoder::new().expect("the newest schema is writable");
     let mut decoder = Decoder::new().expect("the newest schema is a valid reader");
     decoder
         .register_writer(SCHEMA_ID, USER_SCHEMA)
         .expect("the newest schema reads itself");
     let schema = Schema::parse_str(USER_SCHEMA).expect("the newest schema parses");
-    let record = user();
-    let message = encode_wire(
-        SCHEMA_ID,
-        &encoder.encode(&record).expect("the record encodes"),
-    );
-    assert_eq!(decoder.decode(&message).expect("decodes").record, record);
+    let messages: Vec<Vec<u8>> = records
+        .iter()
+        .map(|record| {
+            encoder
+                .encode_message(SCHEMA_ID, record)
+                .expect("a record encodes")
+        })
+        .collect();
 
-    let mut criterion = Criterion::default().configure_from_args();
-    let mut group = criterion.benchmark_group("codec");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("decode/cached_resolution", |b| {
-        b.iter(|| decoder.decode(black_box(&message)).expect("decodes"))
-    });
-    group.bench_function("decode/re_resolving_per_message", |b| {
-        b.iter(|| decode_re_resolving(&schema, &schema, black_box(&message)))
-    });
-    group.bench_function("encode", |b| {
-        b.iter(|| encoder.encode(black_box(&record)).expect("encodes"))
-    });
-    group.finish();
-    criterion.final_summary();
+    let ours_decode = |message: &[u8]| {
+        let record = decoder.decode(message).expect("decodes").record;
+        normalize(&record)
+    };
+    let baseline_decode = |message: &[u8]| {
+        let (_, mut body) = parse_wire(message).expect("a wire-format frame");
+        // `from_avro_datum(writer, body, Some(reader))`, which is deprecated in favour of this.
+        let value = GenericDatumReader::builder(&schema)
+            .reader_schema(&schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut body))
+            .expect("decodes");
+        normalize(&record_from_value(value).expect("a UserRecord"))
+    };
+    let ours_encode = |record: &UserRecord| {
+        encoder
+            .encode_message(SCHEMA_ID, record)
+            .expect("a record encodes")
+    };
+    let baseline_encode = |record: &UserRecord| {
+        // `to_avro_datum(schema, value)`, which is deprecated in favour of this.
+        let body = GenericDatumWriter::builder(&schema)
+            .build()
+            .and_then(|writer| writer.write_value_to_vec(to_avro_value(record)))
+            .expect("a record encodes");
+        let mut message = Vec::with_capacity(5 + body.len());
+        encode_wire_header(SCHEMA_ID, &mut message);
+        message.extend_from_slice(&body);
+        message
+    };
 
-    let window = Duration::from_secs(2);
-    let cached = records_per_second(
-        || {
-            black_box(decoder.decode(black_box(&message)).expect("decodes"));
-        },
+    // Both paths must agree on every message before their speeds mean anything.
+    for (record, message) in records.iter().zip(&messages) {
+        assert_eq!(
+            ours_encode(record),
+            baseline_encode(record),
+            "{}",
+            record.id
+        );
+        assert_eq!(
+            ours_decode(message),
+            baseline_decode(message),
+            "{}",
+            record.id
+        );
+    }
+
+    let count = messages.len();
+    let decode_normalize = compare(
+        count,
         window,
-    );
-    let baseline = records_per_second(
         || {
-            black_box(decode_re_resolving(&schema, &schema, black_box(&message)));
+            for message in &messages {
+                black_box(ours_decode(black_box(message)).ok());
+            }
         },
-        window,
+        || {
+            for message in &messages {
+                black_box(baseline_decode(black_box(message)).ok());
+            }
+        },
     );
-    println!("decode, cached resolution:        {cached:>12.0} records/s");
-    println!("decode, re-resolving per message: {baseline:>12.0} records/s");
-    println!("ratio: {:.2}x", cached / baseline);
+    let encode = compare(
+        count,
+        window,
+        || {
+            for record in &records {
+                black_box(ours_encode(black_box(record)));
+            }
+        },
+        || {
+            for record in &records {
+                black_box(baseline_encode(black_box(record)));
+            }
+        },
+    );
+
+    println!(
+        "codec, one thread, {count} fixture records{}",
+        if options.quick { " (quick)" } else { "" }
+    );
+    println!(
+        "{:<18} {:>14} {:>14} {:>7}",
+        "case", "ours rec/s", "baseline rec/s", "ratio"
+    );
+    for (name, comparison) in [("decode+normalize", &decode_normalize), ("encode", &encode)] {
+        println!(
+            "{name:<18} {:>14.0} {:>14.0} {:>6.2}x",
+            comparison.ours,
+            comparison.baseline,
+            comparison.ratio()
+        );
+    }
+
+    if let Some(path) = options.json {
+        let report = serde_json::json!({
+            "decode_normalize": decode_normalize.json(),
+            "encode": encode.json(),
+            "records": count,
+            "quick": options.quick,
+        });
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        }
+        let text = serde_json::to_string_pretty(&report).expect("JSON");
+        std::fs::write(&path, text + "\n").unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        println!("wrote {}", path.display());
+    }
 }

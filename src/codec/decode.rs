@@ -2,34 +2,35 @@
 //! schema (the newest under `schemas/`).
 //!
 //! Resolution is prepared once per writer schema id in [`Decoder::register_writer`]: the writer
-//! schema is parsed and name-resolved, checked against the reader, and turned into a plan saying
-//! which writer field feeds which `UserRecord` field and which fields take the reader's default.
-//! Decoding a message then only reads bytes and follows the plan; re-resolving per message is
-//! the known slow path (apache/avro-rs issue 310).
+//! schema is parsed and name-resolved, checked against the reader, and compiled into a
+//! [`Plan`] saying, per writer field in the writer's order, which `UserRecord` field it feeds
+//! (with which promotion) or that it is skipped, and which fields take the reader's default.
+//! Decoding a message then reads the Avro binary body straight into the record, without an
+//! `apache_avro::types::Value` tree: re-resolving per message is the known slow path
+//! (apache/avro-rs issue 310), and building the value tree was most of the rest.
 //!
 //! The plan matches reader fields to writer fields by name and then by the reader field's
 //! `aliases`, as the Avro specification says. (`apache_avro`'s own `Value::resolve` matches by
 //! name only, so a field renamed through an alias would silently take its default.)
 //!
-//! Two `apache_avro` 0.22 behaviours are guarded against here, each proven by a test:
-//! * the end of the input where a union index or a string should be decodes as `null` instead of
-//!   failing, so a body cut at a field boundary or inside a string would otherwise become a
-//!   record whose remaining optional fields are silently null. The body is read through
-//!   `EndTracking`, and any attempt to read past its end is a truncation;
-//! * bytes left after a complete datum are ignored.
+//! A body must be exactly one datum: reading past its end is a truncation naming the field it
+//! happened in, and bytes left after the datum are an error. (`apache_avro` 0.22 reads the end
+//! of the input as `null` where a union index or a string should be, and ignores trailing
+//! bytes; a test pins that behaviour down.) Lengths are checked against the bytes that remain
+//! before anything is allocated.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::error::CompatibilityError;
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::schema::{RecordField, ResolvedSchema};
+use apache_avro::schema::RecordField;
 use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use ouroboros::self_referencing;
 
-use super::fields::{build_record, promote, schema_for_kind, Field, Kind, Typed, ValueProblem};
+use super::binary::BodyProblem;
+use super::fields::{promote, schema_for_kind, Field, Kind, ValueProblem};
+use super::plan::{Plan, PlanError};
 use super::wire::{parse_wire, WireError};
 use super::USER_SCHEMA;
 use crate::error::Retryable;
@@ -57,22 +58,17 @@ pub enum DecodeError {
     /// and decode again.
     #[error("unknown writer schema id {0}")]
     UnknownSchemaId(u32),
-    /// The body ended before the datum did.
+    /// The body ended before the datum did (or a length in it points past its end).
     #[error("truncated Avro body (schema id {schema_id}) at field `{field}`")]
-    TruncatedBody {
+    TruncatedBody { schema_id: u32, field: String },
+    /// The body is not a datum of the writer schema (bad union index, invalid UTF-8, an
+    /// over-long varint, …).
+    #[error("invalid Avro body (schema id {schema_id}) at field `{field}`")]
+    InvalidBody {
         schema_id: u32,
         field: String,
         #[source]
-        source: Option<apache_avro::Error>,
-    },
-    /// The body is not a datum of the writer schema (bad union index, invalid UTF-8, a length
-    /// beyond the allocation limit, …).
-    #[error("invalid Avro body (schema id {schema_id}){}", at_field(field.as_deref()))]
-    InvalidBody {
-        schema_id: u32,
-        field: Option<String>,
-        #[source]
-        source: apache_avro::Error,
+        source: BodyProblem,
     },
     /// A complete datum followed by more bytes: the frame holds something else than one record.
     #[error("{count} byte(s) after the end of the Avro datum (schema id {schema_id})")]
@@ -117,12 +113,6 @@ pub enum DecodeError {
     /// The reader schema does not describe `UserRecord`.
     #[error("reader schema field `{field}`: {detail}")]
     ReaderField { field: String, detail: String },
-}
-
-fn at_field(field: Option<&str>) -> String {
-    field
-        .map(|f| format!(" at field `{f}`"))
-        .unwrap_or_default()
 }
 
 impl DecodeError {
@@ -178,27 +168,8 @@ struct ReaderSchema {
 }
 
 enum Writer {
-    Ready(Box<Prepared>),
+    Ready(Box<Plan>),
     Refused(Arc<DecodeError>),
-}
-
-/// The writer schema with its names resolved, ready to read bodies.
-#[self_referencing]
-struct WriterDatum {
-    schema: Schema,
-    #[borrows(schema)]
-    #[covariant]
-    reader: GenericDatumReader<'this>,
-}
-
-/// Everything a message with this writer id needs, computed once.
-struct Prepared {
-    datum: WriterDatum,
-    /// Per writer field, in the writer's order: the `UserRecord` field it feeds, or `None` when
-    /// the reader dropped it.
-    writer_fields: Vec<Option<Field>>,
-    /// Reader fields the writer lacks, with the reader's default already converted.
-    defaults: Vec<(Field, Typed)>,
 }
 
 impl Decoder {
@@ -253,9 +224,9 @@ impl Decoder {
             return Ok(());
         }
         match self.prepare(schema_id, schema_json) {
-            Ok(prepared) => {
+            Ok(plan) => {
                 self.writers
-                    .insert(schema_id, Writer::Ready(Box::new(prepared)));
+                    .insert(schema_id, Writer::Ready(Box::new(plan)));
                 Ok(())
             }
             Err(error) => {
@@ -291,12 +262,27 @@ impl Decoder {
                     source: Arc::clone(error),
                 })
             }
-            Some(Writer::Ready(prepared)) => prepared.decode(schema_id, body)?,
+            Some(Writer::Ready(plan)) => plan.decode(body).map_err(|error| match error {
+                PlanError::Truncated { field } => DecodeError::TruncatedBody { schema_id, field },
+                PlanError::Invalid { field, problem } => DecodeError::InvalidBody {
+                    schema_id,
+                    field,
+                    source: problem,
+                },
+                PlanError::TrailingBytes { count } => {
+                    DecodeError::TrailingBytes { schema_id, count }
+                }
+                PlanError::Value { field, problem } => DecodeError::InvalidValue {
+                    schema_id,
+                    field: field.name(),
+                    problem,
+                },
+            })?,
         };
         Ok(DecodedChange { schema_id, record })
     }
 
-    fn prepare(&self, schema_id: u32, schema_json: &str) -> Result<Prepared, DecodeError> {
+    fn prepare(&self, schema_id: u32, schema_json: &str) -> Result<Plan, DecodeError> {
         let schema = Schema::parse_str(schema_json)
             .map_err(|source| DecodeError::InvalidWriterSchema { schema_id, source })?;
         match SchemaCompatibility::can_read(&schema, &self.reader.schema) {
@@ -350,133 +336,7 @@ impl Decoder {
             }
         }
 
-        let datum = WriterDatumTryBuilder {
-            schema,
-            reader_builder: |schema: &Schema| GenericDatumReader::builder(schema).build(),
-        }
-        .try_build()
-        .map_err(|source| DecodeError::InvalidWriterSchema { schema_id, source })?;
-        Ok(Prepared {
-            datum,
-            writer_fields,
-            defaults,
-        })
-    }
-}
-
-impl Prepared {
-    fn decode(&self, schema_id: u32, body: &[u8]) -> Result<UserRecord, DecodeError> {
-        let mut input = EndTracking::new(body);
-        let read = self.datum.borrow_reader().read_value(&mut input);
-        if input.overran {
-            return Err(DecodeError::TruncatedBody {
-                schema_id,
-                field: self.failing_field(body).unwrap_or_else(|| "?".to_owned()),
-                source: read.err(),
-            });
-        }
-        let value = read.map_err(|source| DecodeError::InvalidBody {
-            schema_id,
-            field: self.failing_field(body),
-            source,
-        })?;
-        if !input.rest.is_empty() {
-            return Err(DecodeError::TrailingBytes {
-                schema_id,
-                count: input.rest.len(),
-            });
-        }
-        let Value::Record(values) = value else {
-            return Err(DecodeError::Unresolvable {
-                schema_id,
-                detail: "the writer datum is not a record".to_owned(),
-            });
-        };
-        if values.len() != self.writer_fields.len() {
-            return Err(DecodeError::Unresolvable {
-                schema_id,
-                detail: format!(
-                    "the datum has {} fields, the writer schema {}",
-                    values.len(),
-                    self.writer_fields.len()
-                ),
-            });
-        }
-
-        let mut typed = Vec::with_capacity(values.len() + self.defaults.len());
-        for ((_, value), target) in values.into_iter().zip(&self.writer_fields) {
-            if let Some(field) = target {
-                let value = unwrap_branch(value);
-                let value =
-                    promote(*field, value).map_err(|problem| DecodeError::InvalidValue {
-                        schema_id,
-                        field: field.name(),
-                        problem,
-                    })?;
-                typed.push((*field, value));
-            }
-        }
-        typed.extend(self.defaults.iter().cloned());
-        build_record(typed).map_err(|(field, problem)| DecodeError::InvalidValue {
-            schema_id,
-            field: field.name(),
-            problem,
-        })
-    }
-
-    /// Names the field where a body that failed to decode went wrong. Only on the error path,
-    /// so it may re-read the body one field at a time.
-    fn failing_field(&self, body: &[u8]) -> Option<String> {
-        let root = self.datum.borrow_schema();
-        let Schema::Record(record) = root else {
-            return None;
-        };
-        let names = ResolvedSchema::try_from(root).ok()?;
-        let mut input = EndTracking::new(body);
-        for field in &record.fields {
-            let reader = GenericDatumReader::builder(&field.schema)
-                .resolved_writer_schemata(names.clone())
-                .build()
-                .ok()?;
-            if reader.read_value(&mut input).is_err() || input.overran {
-                return Some(field.name.clone());
-            }
-        }
-        None
-    }
-}
-
-/// A body reader that remembers whether anyone asked for bytes past its end. A complete datum
-/// never does, so this tells a truncated body from one that `apache_avro` decoded "successfully"
-/// by reading a missing union index or string as null.
-struct EndTracking<'a> {
-    rest: &'a [u8],
-    overran: bool,
-}
-
-impl<'a> EndTracking<'a> {
-    fn new(body: &'a [u8]) -> Self {
-        Self {
-            rest: body,
-            overran: false,
-        }
-    }
-}
-
-impl std::io::Read for EndTracking<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !buf.is_empty() && self.rest.is_empty() {
-            self.overran = true;
-        }
-        self.rest.read(buf)
-    }
-}
-
-/// The value inside a union branch: the branch index was the writer's business.
-fn unwrap_branch(value: Value) -> Value {
-    match value {
-        Value::Union(_, inner) => *inner,
-        value => value,
+        Plan::new(&schema, &writer_fields, defaults).map_err(unresolvable)
     }
 }
 

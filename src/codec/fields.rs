@@ -54,6 +54,14 @@ macro_rules! user_fields {
                     _ => None,
                 }
             }
+
+            /// This field's value in `record`, borrowed.
+            #[inline]
+            pub(crate) fn value_of(self, record: &UserRecord) -> FieldRef<'_> {
+                match self {
+                    $(Field::$variant => AvroField::field_ref(&record.$field)),+
+                }
+            }
         }
 
         /// The record as `(field name, value)` pairs ready for the writer schema.
@@ -63,7 +71,7 @@ macro_rules! user_fields {
         }
 
         /// Sets one field of `record` from its typed value.
-        fn assign(record: &mut UserRecord, field: Field, value: Typed) -> Result<(), ValueProblem> {
+        pub(crate) fn assign(record: &mut UserRecord, field: Field, value: Typed) -> Result<(), ValueProblem> {
             match field {
                 $(Field::$variant => record.$field = <$ty as AvroField>::from_typed(value)?),+
             }
@@ -72,7 +80,7 @@ macro_rules! user_fields {
 
         /// A record with every field empty, filled by [`assign`]. The struct literal names every
         /// field so a new `UserRecord` field cannot be forgotten here.
-        fn empty_record() -> UserRecord {
+        pub(crate) fn empty_record() -> UserRecord {
             UserRecord { $($field: <$ty>::default()),+ }
         }
     };
@@ -135,6 +143,8 @@ pub enum ValueProblem {
     NotUtf8,
     #[error("timestamp of {micros} µs since the epoch is outside the representable range")]
     TimestampOutOfRange { micros: i64 },
+    #[error("UserRecord has no such field")]
+    UnknownField,
 }
 
 /// The Avro value types a field may hold after the writer→reader promotions the Avro
@@ -171,20 +181,56 @@ pub(crate) fn promote(field: Field, value: Value) -> Result<Typed, ValueProblem>
     }
 }
 
-/// Assigns every field of a resolved record, then returns it.
-pub(crate) fn build_record(
-    values: impl IntoIterator<Item = (Field, Typed)>,
-) -> Result<UserRecord, (Field, ValueProblem)> {
+/// An `apache_avro` record value, resolved to the newest schema (the generic path, e.g.
+/// `from_avro_datum` with the newest schema as the reader) → a `UserRecord`. Fields are matched
+/// by name; the codec's own [`Decoder`](super::Decoder) does not take this path.
+pub fn record_from_value(value: Value) -> Result<UserRecord, InvalidField> {
+    let Value::Record(fields) = value else {
+        return Err(InvalidField {
+            field: String::new(),
+            problem: ValueProblem::WrongType {
+                expected: "record",
+                found: value_name(&value),
+            },
+        });
+    };
     let mut record = empty_record();
     let mut has_id = false;
-    for (field, value) in values {
+    for (name, value) in fields {
+        let Some(field) = Field::from_name(&name) else {
+            return Err(InvalidField {
+                field: name,
+                problem: ValueProblem::UnknownField,
+            });
+        };
+        let value = match value {
+            Value::Union(_, inner) => *inner,
+            value => value,
+        };
         has_id |= field == Field::Id;
-        assign(&mut record, field, value).map_err(|problem| (field, problem))?;
+        promote(field, value)
+            .and_then(|typed| assign(&mut record, field, typed))
+            .map_err(|problem| InvalidField {
+                field: name,
+                problem,
+            })?;
     }
     if !has_id {
-        return Err((Field::Id, ValueProblem::RequiredNull));
+        return Err(InvalidField {
+            field: Field::Id.name().to_owned(),
+            problem: ValueProblem::RequiredNull,
+        });
     }
     Ok(record)
+}
+
+/// A field of an `apache_avro` value that is not the `UserRecord` field of its name.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid value of field `{field}`")]
+pub struct InvalidField {
+    pub field: String,
+    #[source]
+    pub problem: ValueProblem,
 }
 
 /// The Avro schema a field of this kind has, as written in an `.avsc` file.
@@ -200,7 +246,7 @@ pub(crate) fn schema_for_kind(kind: Kind) -> &'static str {
     }
 }
 
-fn expected_name(kind: Kind) -> &'static str {
+pub(crate) fn expected_name(kind: Kind) -> &'static str {
     match kind {
         Kind::RequiredString | Kind::OptionalString => "string",
         Kind::OptionalLong => "long",
@@ -239,10 +285,21 @@ fn value_name(value: &Value) -> &'static str {
     }
 }
 
+/// A field's value, borrowed from the record, by kind.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FieldRef<'a> {
+    String(&'a str),
+    OptionalString(Option<&'a str>),
+    OptionalLong(Option<i64>),
+    OptionalDouble(Option<f64>),
+    OptionalTimestamp(Option<DateTime<Utc>>),
+}
+
 /// How a Rust field type travels as Avro; one impl per type `UserRecord` uses.
 pub(crate) trait AvroField: Sized {
     const KIND: Kind;
     fn to_avro(&self) -> Value;
+    fn field_ref(&self) -> FieldRef<'_>;
     fn from_typed(value: Typed) -> Result<Self, ValueProblem>;
 }
 
@@ -251,6 +308,10 @@ impl AvroField for String {
 
     fn to_avro(&self) -> Value {
         Value::String(self.clone())
+    }
+
+    fn field_ref(&self) -> FieldRef<'_> {
+        FieldRef::String(self)
     }
 
     fn from_typed(value: Typed) -> Result<Self, ValueProblem> {
@@ -269,6 +330,10 @@ impl AvroField for Option<String> {
         optional(self.as_ref().map(|text| Value::String(text.clone())))
     }
 
+    fn field_ref(&self) -> FieldRef<'_> {
+        FieldRef::OptionalString(self.as_deref())
+    }
+
     fn from_typed(value: Typed) -> Result<Self, ValueProblem> {
         match value {
             Typed::Null => Ok(None),
@@ -283,6 +348,10 @@ impl AvroField for Option<i64> {
 
     fn to_avro(&self) -> Value {
         optional(self.map(Value::Long))
+    }
+
+    fn field_ref(&self) -> FieldRef<'_> {
+        FieldRef::OptionalLong(*self)
     }
 
     fn from_typed(value: Typed) -> Result<Self, ValueProblem> {
@@ -301,6 +370,10 @@ impl AvroField for Option<f64> {
         optional(self.map(Value::Double))
     }
 
+    fn field_ref(&self) -> FieldRef<'_> {
+        FieldRef::OptionalDouble(*self)
+    }
+
     fn from_typed(value: Typed) -> Result<Self, ValueProblem> {
         match value {
             Typed::Null => Ok(None),
@@ -316,6 +389,10 @@ impl AvroField for Option<DateTime<Utc>> {
     fn to_avro(&self) -> Value {
         // Every chrono `DateTime` fits in i64 microseconds (±262,000 years < ±292,000).
         optional(self.map(|at| Value::TimestampMicros(at.timestamp_micros())))
+    }
+
+    fn field_ref(&self) -> FieldRef<'_> {
+        FieldRef::OptionalTimestamp(*self)
     }
 
     fn from_typed(value: Typed) -> Result<Self, ValueProblem> {

@@ -10,15 +10,18 @@
 //! All errors here are about the bytes or the schemas, never about a service: none is retryable.
 //! Each carries a stable [`DecodeError::kind`] for dead-letter headers and metric labels.
 
+mod binary;
 pub mod decode;
 pub mod encode;
 mod fields;
+mod plan;
 pub mod wire;
 
+pub use binary::BodyProblem;
 pub use decode::{DecodeError, DecodedChange, Decoder};
-pub use encode::{EncodeError, Encoder};
-pub use fields::ValueProblem;
-pub use wire::{encode_wire, parse_wire, WireError, WIRE_HEADER_LEN};
+pub use encode::{to_avro_value, EncodeError, Encoder};
+pub use fields::{record_from_value, InvalidField, ValueProblem};
+pub use wire::{encode_wire, encode_wire_header, parse_wire, WireError, WIRE_HEADER_LEN};
 
 /// Every version of the value schema, oldest first (see `schemas/README.md`).
 pub const USER_SCHEMA_VERSIONS: &[&str] = &[

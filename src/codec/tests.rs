@@ -6,6 +6,9 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
 use super::fields::{Field, Kind, ValueProblem};
 use super::*;
@@ -426,7 +429,7 @@ fn corrupt_bodies_are_invalid_at_the_field() {
         .decode(&encode_wire(ID, &[2, b'x', 20]))
         .unwrap_err();
     assert!(
-        matches!(&error, DecodeError::InvalidBody { field: Some(f), .. } if f == "gender"),
+        matches!(&error, DecodeError::InvalidBody { field, source: BodyProblem::UnionBranch { index: 10, branches: 2 }, .. } if field == "gender"),
         "{error}"
     );
     assert_eq!(error.kind(), "avro_body");
@@ -434,7 +437,7 @@ fn corrupt_bodies_are_invalid_at_the_field() {
     // id = one byte that is not UTF-8.
     let error = decoder.decode(&encode_wire(ID, &[2, 0xff])).unwrap_err();
     assert!(
-        matches!(&error, DecodeError::InvalidBody { field: Some(f), .. } if f == "id"),
+        matches!(&error, DecodeError::InvalidBody { field, source: BodyProblem::NotUtf8, .. } if field == "id"),
         "{error}"
     );
 }
@@ -678,13 +681,22 @@ fn no_codec_error_is_retryable() {
 }
 
 #[test]
-fn encoding_with_a_schema_that_lacks_a_field_fails_with_the_user_id() {
-    let encoder = Encoder::with_schema(OLD_WRITER).unwrap();
-    let error = encoder.encode(&full_user()).unwrap_err();
+fn encoder_refuses_a_schema_user_record_cannot_fill_up_front() {
+    // `legacy_rank` is no `UserRecord` field; `latitude` is a float where the record has f64.
+    let error = Encoder::with_schema(OLD_WRITER).unwrap_err();
     assert!(
-        matches!(&error, EncodeError::Value { id, .. } if *id == full_user().id),
+        matches!(&error, EncodeError::UnsupportedField { field, .. } if field == "legacy_rank"),
         "{error}"
     );
+    let float_latitude = r#"{"type": "record", "name": "User", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "latitude", "type": ["null", "float"], "default": null}]}"#;
+    let error = Encoder::with_schema(float_latitude).unwrap_err();
+    assert!(
+        matches!(&error, EncodeError::UnsupportedField { field, .. } if field == "latitude"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("latitude"), "{error}");
 }
 
 // ---- properties ----
@@ -754,5 +766,401 @@ proptest! {
         let cut = cut.index(body.len());
         let result = decoder().decode(&encode_wire(ID, &body[..cut]));
         prop_assert!(matches!(result, Err(DecodeError::TruncatedBody { .. })), "{:?}", result);
+    }
+}
+
+// ---- the plan against apache-avro's resolution ----
+
+/// What `apache_avro` makes of `body` (written with `writer`) read with the newest schema:
+/// `from_avro_datum` with the reader schema, then the `Value` → `UserRecord` mapping.
+fn apache_decode(writer: &Schema, body: &[u8]) -> UserRecord {
+    let reader = Schema::parse_str(USER_SCHEMA).unwrap();
+    let mut input = body;
+    // What the deprecated `from_avro_datum(writer, body, Some(reader))` does.
+    let value = GenericDatumReader::builder(writer)
+        .reader_schema(&reader)
+        .build()
+        .unwrap()
+        .read_value(&mut input)
+        .unwrap();
+    assert!(input.is_empty(), "apache-avro left {} byte(s)", input.len());
+    record_from_value(value).unwrap()
+}
+
+/// What the deprecated `to_avro_datum(schema, value)` does.
+fn apache_write(schema: &Schema, value: Value) -> apache_avro::AvroResult<Vec<u8>> {
+    GenericDatumWriter::builder(schema)
+        .build()?
+        .write_value_to_vec(value)
+}
+
+/// `user` as the value of an older schema version: each writer field takes the `UserRecord`
+/// field of its name or of the newest field whose aliases name it; an int takes the age.
+fn value_for_version(schema: &Schema, user: &UserRecord) -> Value {
+    let Schema::Record(record) = schema else {
+        panic!("not a record");
+    };
+    let Value::Record(newest) = to_avro_value(user) else {
+        panic!("not a record value");
+    };
+    let Schema::Record(newest_schema) = Schema::parse_str(USER_SCHEMA).unwrap() else {
+        panic!("not a record");
+    };
+    let fields = record
+        .fields
+        .iter()
+        .map(|field| {
+            let source = newest_schema
+                .fields
+                .iter()
+                .position(|f| f.name == field.name || f.aliases.contains(&field.name))
+                .unwrap();
+            let value = match (&field.schema, newest[source].1.clone()) {
+                (Schema::Union(union), Value::Union(1, inner))
+                    if union.variants()[1] == Schema::Int =>
+                {
+                    let Value::Long(long) = *inner else {
+                        panic!("age is a long");
+                    };
+                    Value::Union(1, Box::new(Value::Int(i32::try_from(long).unwrap())))
+                }
+                (_, value) => value,
+            };
+            (field.name.clone(), value)
+        })
+        .collect();
+    Value::Record(fields)
+}
+
+/// A user whose age fits the int of schema v2.
+fn user_for_every_version() -> impl Strategy<Value = UserRecord> {
+    (arbitrary_user(), proptest::option::of(any::<i32>())).prop_map(|(user, age)| UserRecord {
+        age: age.map(i64::from),
+        ..user
+    })
+}
+
+#[test]
+fn encoder_writes_what_apache_avro_writes_for_the_fixed_users() {
+    let schema = Schema::parse_str(USER_SCHEMA).unwrap();
+    let encoder = Encoder::new().unwrap();
+    for user in [full_user(), empty_user(), persian_user()] {
+        let apache = apache_write(&schema, to_avro_value(&user)).unwrap();
+        assert_eq!(encoder.encode(&user).unwrap(), apache, "{}", user.id);
+    }
+}
+
+#[test]
+fn encoder_accepts_either_order_of_a_nullable_union() {
+    let reordered = r#"{"type": "record", "name": "User", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "email", "type": ["string", "null"]},
+        {"name": "age", "type": ["long", "null"]}]}"#;
+    let schema = Schema::parse_str(reordered).unwrap();
+    let encoder = Encoder::with_schema(reordered).unwrap();
+    for user in [full_user(), empty_user()] {
+        let value = Value::Record(vec![
+            ("id".into(), Value::String(user.id.clone())),
+            (
+                "email".into(),
+                match &user.email {
+                    Some(email) => Value::Union(0, Box::new(Value::String(email.clone()))),
+                    None => Value::Union(1, Box::new(Value::Null)),
+                },
+            ),
+            (
+                "age".into(),
+                match user.age {
+                    Some(age) => Value::Union(0, Box::new(Value::Long(age))),
+                    None => Value::Union(1, Box::new(Value::Null)),
+                },
+            ),
+        ]);
+        let apache = apache_write(&schema, value).unwrap();
+        assert_eq!(encoder.encode(&user).unwrap(), apache, "{}", user.id);
+    }
+}
+
+#[test]
+fn record_from_value_names_what_does_not_fit() {
+    let error = record_from_value(Value::Record(vec![(
+        "password".into(),
+        Value::String("x".into()),
+    )]))
+    .unwrap_err();
+    assert_eq!(error.field, "password");
+    assert_eq!(error.problem, ValueProblem::UnknownField);
+    let error = record_from_value(Value::Record(vec![])).unwrap_err();
+    assert_eq!(error.problem, ValueProblem::RequiredNull);
+    let error = record_from_value(Value::Null).unwrap_err();
+    assert!(matches!(error.problem, ValueProblem::WrongType { .. }));
+}
+
+/// A writer-only field of a recursive type: a crafted body nesting it deeper than the plan
+/// allows is refused, not a stack overflow.
+#[test]
+fn deeply_nested_writer_only_values_are_refused_not_a_stack_overflow() {
+    let writer = r#"{"type": "record", "name": "User", "namespace": "io.userstream", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "chain", "type": {"type": "record", "name": "Link", "fields": [
+            {"name": "next", "type": ["null", "Link"]}]}}]}"#;
+    let mut decoder = Decoder::new().unwrap();
+    decoder.register_writer(30, writer).unwrap();
+    let chain = |depth: usize| {
+        let mut body = vec![2, b'u'];
+        body.extend(std::iter::repeat_n(2, depth));
+        body.push(0);
+        encode_wire(30, &body)
+    };
+    assert_eq!(decoder.decode(&chain(10)).unwrap().record.id, "u");
+    let error = decoder.decode(&chain(100_000)).unwrap_err();
+    assert!(
+        matches!(&error, DecodeError::InvalidBody { field, source: BodyProblem::TooDeep(_), .. } if field == "chain"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bogus_counts_and_lengths_in_skipped_values_are_errors_without_work() {
+    let writer = r#"{"type": "record", "name": "User", "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "nothings", "type": {"type": "array", "items": "null"}},
+        {"name": "tags", "type": {"type": "map", "values": "string"}}]}"#;
+    let mut decoder = Decoder::new().unwrap();
+    decoder.register_writer(31, writer).unwrap();
+    let long = |value: i64, out: &mut Vec<u8>| super::binary::write_long(out, value);
+
+    // 2^62 nulls take no bytes and no time; then an empty map.
+    let mut body = vec![2, b'u'];
+    long(1 << 62, &mut body);
+    long(0, &mut body);
+    long(0, &mut body);
+    assert_eq!(
+        decoder.decode(&encode_wire(31, &body)).unwrap().record.id,
+        "u"
+    );
+
+    // A map block claiming 2^62 entries in a few bytes: truncated at once.
+    let mut body = vec![2, b'u', 0];
+    long(1 << 62, &mut body);
+    let error = decoder.decode(&encode_wire(31, &body)).unwrap_err();
+    assert!(
+        matches!(&error, DecodeError::TruncatedBody { field, .. } if field == "tags"),
+        "{error}"
+    );
+
+    // A string length near i64::MAX: truncated, nothing allocated.
+    let mut body = vec![];
+    long(i64::MAX, &mut body);
+    let error = decoder.decode(&encode_wire(31, &body)).unwrap_err();
+    assert!(
+        matches!(&error, DecodeError::TruncatedBody { field, .. } if field == "id"),
+        "{error}"
+    );
+}
+
+/// One writer field of a random evolution of the newest schema, and a value for it.
+struct EvolvedField {
+    name: String,
+    schema: String,
+    value: Value,
+}
+
+fn random_text(rng: &mut StdRng) -> String {
+    let alphabet = ['a', 'Z', ' ', 'é', 'ß', 'م', '7', '\u{1F600}'];
+    (0..rng.random_range(0..12))
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+        .collect()
+}
+
+/// A writer type the reader field `kind` can read (a promotion, a reordered or missing union,
+/// `bytes` for text), and a value of it.
+fn evolved_type(kind: Kind, rng: &mut StdRng) -> (String, Value) {
+    let text = |rng: &mut StdRng| random_text(rng);
+    let (plain, value): (&str, Value) = match (kind, rng.random_range(0..3)) {
+        (Kind::RequiredString | Kind::OptionalString, 0) => {
+            ("\"bytes\"", Value::Bytes(text(rng).into_bytes()))
+        }
+        (Kind::RequiredString | Kind::OptionalString, _) => {
+            ("\"string\"", Value::String(text(rng)))
+        }
+        (Kind::OptionalLong, 0) => ("\"int\"", Value::Int(rng.random())),
+        (Kind::OptionalLong, _) => ("\"long\"", Value::Long(rng.random())),
+        (Kind::OptionalDouble, 0) => ("\"float\"", Value::Float(rng.random_range(-1e6..1e6))),
+        (Kind::OptionalDouble, 1) => ("\"int\"", Value::Int(rng.random())),
+        (Kind::OptionalDouble, _) => ("\"double\"", Value::Double(rng.random_range(-1e9..1e9))),
+        (Kind::OptionalTimestampMicros, 0) => (
+            "\"long\"",
+            Value::Long(rng.random_range(-1_000_000_000_000_000..4_000_000_000_000_000)),
+        ),
+        (Kind::OptionalTimestampMicros, _) => (
+            r#"{"type": "long", "logicalType": "timestamp-micros"}"#,
+            Value::TimestampMicros(rng.random_range(-1_000_000_000_000_000..4_000_000_000_000_000)),
+        ),
+    };
+    if kind == Kind::RequiredString {
+        return (plain.to_owned(), value);
+    }
+    match rng.random_range(0..4) {
+        0 => (plain.to_owned(), value),
+        1 => (
+            format!(r#"[{plain}, "null"]"#),
+            if rng.random_bool(0.3) {
+                Value::Union(1, Box::new(Value::Null))
+            } else {
+                Value::Union(0, Box::new(value))
+            },
+        ),
+        _ => (
+            format!(r#"["null", {plain}]"#),
+            if rng.random_bool(0.3) {
+                Value::Union(0, Box::new(Value::Null))
+            } else {
+                Value::Union(1, Box::new(value))
+            },
+        ),
+    }
+}
+
+/// A field the reader does not know, of a type the plan must skip, and a value of it.
+fn writer_only_field(index: usize, rng: &mut StdRng) -> EvolvedField {
+    let (schema, value) = match rng.random_range(0..9) {
+        0 => ("\"int\"".to_owned(), Value::Int(rng.random())),
+        1 => ("\"boolean\"".to_owned(), Value::Boolean(rng.random())),
+        2 => ("\"null\"".to_owned(), Value::Null),
+        3 => (
+            r#"{"type": "array", "items": "string"}"#.to_owned(),
+            Value::Array(
+                (0..rng.random_range(0..4))
+                    .map(|_| Value::String(random_text(rng)))
+                    .collect(),
+            ),
+        ),
+        4 => (
+            r#"{"type": "map", "values": "long"}"#.to_owned(),
+            Value::Map(
+                (0..rng.random_range(0..4))
+                    .map(|_| (random_text(rng), Value::Long(rng.random())))
+                    .collect(),
+            ),
+        ),
+        5 => (
+            format!(r#"{{"type": "enum", "name": "E{index}", "symbols": ["A", "B", "C"]}}"#),
+            Value::Enum(1, "B".to_owned()),
+        ),
+        6 => (
+            format!(r#"{{"type": "fixed", "name": "F{index}", "size": 3}}"#),
+            Value::Fixed(3, vec![rng.random(), rng.random(), rng.random()]),
+        ),
+        7 => (
+            format!(
+                r#"{{"type": "record", "name": "R{index}", "fields": [
+                    {{"name": "x", "type": ["null", "double"]}},
+                    {{"name": "tags", "type": {{"type": "array", "items": "int"}}}}]}}"#
+            ),
+            Value::Record(vec![
+                (
+                    "x".into(),
+                    Value::Union(1, Box::new(Value::Double(rng.random()))),
+                ),
+                (
+                    "tags".into(),
+                    Value::Array(vec![Value::Int(rng.random()), Value::Int(-1)]),
+                ),
+            ]),
+        ),
+        _ => (
+            r#"["null", "string", "long"]"#.to_owned(),
+            Value::Union(2, Box::new(Value::Long(rng.random()))),
+        ),
+    };
+    EvolvedField {
+        name: format!("legacy_{index}"),
+        schema,
+        value,
+    }
+}
+
+/// A random writer schema the registry's BACKWARD rule accepts for the newest reader: some
+/// reader fields left out (they take their defaults), promoted or reordered types, writer-only
+/// fields of every kind of type, all in a shuffled order.
+fn random_evolution(rng: &mut StdRng) -> Vec<EvolvedField> {
+    let kept: Vec<Field> = Field::ALL
+        .iter()
+        .copied()
+        .filter(|field| *field == Field::Id || rng.random_bool(0.8))
+        .collect();
+    let mut fields: Vec<EvolvedField> = kept
+        .into_iter()
+        .map(|field| {
+            let (schema, value) = evolved_type(field.kind(), rng);
+            EvolvedField {
+                name: field.name().to_owned(),
+                schema,
+                value,
+            }
+        })
+        .collect();
+    for index in 0..rng.random_range(0..4) {
+        fields.push(writer_only_field(index, rng));
+    }
+    fields.shuffle(rng);
+    fields
+}
+
+proptest! {
+    #[test]
+    fn every_schema_version_decodes_like_apache_avro(user in user_for_every_version()) {
+        let mut decoder = Decoder::new().unwrap();
+        for (index, schema_json) in USER_SCHEMA_VERSIONS.iter().enumerate() {
+            let id = index as u32 + 1;
+            decoder.register_writer(id, schema_json).unwrap();
+            let schema = Schema::parse_str(schema_json).unwrap();
+            let body = apache_write(&schema, value_for_version(&schema, &user)).unwrap();
+            let ours = decoder.decode(&encode_wire(id, &body)).unwrap().record;
+            let mut expected = apache_decode(&schema, &body);
+            if index == 1 {
+                // apache-avro matches fields by name only: v2's `api_version` reaches the newest
+                // reader's `source_api_version` through its alias in our plan alone.
+                expected.source_api_version = user.source_api_version.clone();
+            }
+            prop_assert_eq!(ours, expected, "writer v{}", index + 1);
+        }
+    }
+
+    #[test]
+    fn encoder_writes_what_apache_avro_writes(user in arbitrary_user()) {
+        let schema = Schema::parse_str(USER_SCHEMA).unwrap();
+        let apache = apache_write(&schema, to_avro_value(&user)).unwrap();
+        prop_assert_eq!(Encoder::new().unwrap().encode(&user).unwrap(), apache);
+    }
+
+    #[test]
+    fn random_evolutions_decode_like_apache_avro(seed in any::<u64>()) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let fields = random_evolution(&mut rng);
+        let schema_json = format!(
+            r#"{{"type": "record", "name": "User", "namespace": "io.userstream", "fields": [{}]}}"#,
+            fields
+                .iter()
+                .map(|f| format!(r#"{{"name": "{}", "type": {}}}"#, f.name, f.schema))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let schema = Schema::parse_str(&schema_json).unwrap();
+        let value = Value::Record(fields.into_iter().map(|f| (f.name, f.value)).collect());
+        let body = apache_write(&schema, value).unwrap();
+
+        let mut decoder = Decoder::new().unwrap();
+        decoder.register_writer(40, &schema_json).unwrap();
+        let ours = decoder.decode(&encode_wire(40, &body));
+        let expected = apache_decode(&schema, &body);
+        prop_assert_eq!(ours.unwrap().record, expected, "{}", schema_json);
+
+        // Every cut of the body is a truncation, never a panic or a record.
+        for cut in 0..body.len() {
+            let result = decoder.decode(&encode_wire(40, &body[..cut]));
+            prop_assert!(matches!(result, Err(DecodeError::TruncatedBody { .. })), "cut {}: {:?}", cut, result);
+        }
     }
 }

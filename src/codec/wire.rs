@@ -30,10 +30,15 @@ impl Retryable for WireError {
 /// Frames an Avro body written with the schema registered as `schema_id`.
 pub fn encode_wire(schema_id: u32, avro_body: &[u8]) -> Vec<u8> {
     let mut framed = Vec::with_capacity(WIRE_HEADER_LEN + avro_body.len());
-    framed.push(MAGIC_BYTE);
-    framed.extend_from_slice(&schema_id.to_be_bytes());
+    encode_wire_header(schema_id, &mut framed);
     framed.extend_from_slice(avro_body);
     framed
+}
+
+/// Appends the header for `schema_id`; the Avro body follows it.
+pub fn encode_wire_header(schema_id: u32, out: &mut Vec<u8>) {
+    out.push(MAGIC_BYTE);
+    out.extend_from_slice(&schema_id.to_be_bytes());
 }
 
 /// Splits a frame into its schema id and Avro body. The body may be empty: whether that is a

@@ -22,7 +22,22 @@ pub fn iso_for_nat(nat: &str) -> Option<&'static str> {
     if nat == "UK" {
         return Some("GB");
     }
-    ISO_3166_ALPHA2.split(' ').find(|iso| *iso == nat)
+    if nat.len() != 2 {
+        return None;
+    }
+    // The list is sorted with every code at a multiple of 3 bytes: a binary search by position.
+    let codes = (ISO_3166_ALPHA2.len() + 1) / 3;
+    let code_at = |index: usize| &ISO_3166_ALPHA2[3 * index..3 * index + 2];
+    let (mut low, mut high) = (0, codes);
+    while low < high {
+        let middle = (low + high) / 2;
+        match code_at(middle).cmp(nat) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return Some(code_at(middle)),
+        }
+    }
+    None
 }
 
 /// The ISO code for a `location.country` name, compared case-insensitively: the names the API
@@ -94,6 +109,13 @@ mod tests {
         assert!(codes
             .iter()
             .all(|c| c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())));
+        // The binary search finds every code, and nothing between, before or after them.
+        for code in &codes {
+            assert_eq!(iso_for_nat(code), Some(*code));
+        }
+        for other in ["AA", "AB", "ZZ", "A", "ADE", "", "ad", " AD", "Ä"] {
+            assert_eq!(iso_for_nat(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -267,9 +267,13 @@ pub fn normalize(record: &UserRecord) -> Result<Normalized, ValidationError> {
     }
 
     let nat = notes.text("nat", record.nat.as_deref()).map(|nat| {
-        let upper = nat.to_uppercase();
-        notes.changed("nat", &nat, &upper, RepairReason::Case);
-        upper
+        match changed_case(&nat, str::to_uppercase, u8::is_ascii_lowercase) {
+            Some(upper) => {
+                notes.repair("nat", RepairReason::Case);
+                upper
+            }
+            None => nat,
+        }
     });
     let country = notes.text("country", record.country.as_deref());
     let national_id_name = notes.text("national_id_name", record.national_id_name.as_deref());
@@ -441,6 +445,45 @@ fn format_offset(minutes: i32) -> String {
     format!("{sign}{}:{:02}", minutes / 60, minutes % 60)
 }
 
+/// Whether `text` is already trimmed with its whitespace runs collapsed to single spaces (what
+/// joining its `split_whitespace` words with spaces gives), so it needs no rebuilding.
+fn is_collapsed(text: &str) -> bool {
+    if text.is_ascii() {
+        let bytes = text.as_bytes();
+        return bytes.first() != Some(&b' ')
+            && bytes.last() != Some(&b' ')
+            && !bytes.iter().any(|b| (0x09..=0x0d).contains(b))
+            && !bytes.windows(2).any(|pair| pair == b"  ");
+    }
+    let mut after_space = true;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            if after_space || c != ' ' {
+                return false;
+            }
+            after_space = true;
+        } else {
+            after_space = false;
+        }
+    }
+    // Also true for "": blank either way.
+    !after_space || text.is_empty()
+}
+
+/// `text` in another case, `None` when that changes nothing. ASCII text without a byte
+/// `needs_change` is answered without converting it.
+fn changed_case(
+    text: &str,
+    convert: impl Fn(&str) -> String,
+    needs_change: impl Fn(&u8) -> bool,
+) -> Option<String> {
+    if text.is_ascii() && !text.bytes().any(|b| needs_change(&b)) {
+        return None;
+    }
+    let converted = convert(text);
+    (converted != text).then_some(converted)
+}
+
 /// Repairs and warnings as they are found.
 #[derive(Default)]
 struct Notes {
@@ -466,20 +509,37 @@ impl Notes {
     /// Trimmed, whitespace runs collapsed, blank → `None`.
     fn text(&mut self, field: &'static str, value: Option<&str>) -> Option<String> {
         let value = value?;
-        let clean = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        if is_collapsed(value) {
+            if value.is_empty() {
+                self.repair(field, RepairReason::Blank);
+                return None;
+            }
+            return Some(value.to_owned());
+        }
+        let mut clean = String::with_capacity(value.len());
+        for word in value.split_whitespace() {
+            if !clean.is_empty() {
+                clean.push(' ');
+            }
+            clean.push_str(word);
+        }
         if clean.is_empty() {
             self.repair(field, RepairReason::Blank);
             return None;
         }
-        self.changed(field, value, &clean, RepairReason::Whitespace);
+        self.repair(field, RepairReason::Whitespace);
         Some(clean)
     }
 
     fn lower(&mut self, field: &'static str, value: Option<&str>) -> Option<String> {
         let text = self.text(field, value)?;
-        let lower = text.to_lowercase();
-        self.changed(field, &text, &lower, RepairReason::Case);
-        Some(lower)
+        match changed_case(&text, str::to_lowercase, u8::is_ascii_uppercase) {
+            Some(lower) => {
+                self.repair(field, RepairReason::Case);
+                Some(lower)
+            }
+            None => Some(text),
+        }
     }
 
     fn name(&mut self, field: &'static str, value: Option<&str>, casing: Casing) -> Option<String> {
@@ -500,13 +560,14 @@ impl Notes {
         let problem = if trimmed.chars().any(char::is_whitespace) {
             Some(WarningReason::EmailWhitespace)
         } else {
-            match trimmed.split('@').collect::<Vec<_>>().as_slice() {
-                [_] => Some(WarningReason::EmailNoAt),
-                [local, domain] if local.is_empty() || domain.is_empty() => {
+            let mut parts = trimmed.split('@');
+            match (parts.next(), parts.next(), parts.next()) {
+                (_, None, _) => Some(WarningReason::EmailNoAt),
+                (Some(local), Some(domain), None) if local.is_empty() || domain.is_empty() => {
                     Some(WarningReason::EmailEmptyPart)
                 }
-                [_, _] => None,
-                _ => Some(WarningReason::EmailSeveralAt),
+                (_, Some(_), None) => None,
+                (_, Some(_), Some(_)) => Some(WarningReason::EmailSeveralAt),
             }
         };
         if let Some(problem) = problem {
@@ -514,9 +575,13 @@ impl Notes {
             return None;
         }
         self.changed(FIELD, value, trimmed, RepairReason::Whitespace);
-        let lower = trimmed.to_lowercase();
-        self.changed(FIELD, trimmed, &lower, RepairReason::Case);
-        Some(lower)
+        match changed_case(trimmed, str::to_lowercase, u8::is_ascii_uppercase) {
+            Some(lower) => {
+                self.repair(FIELD, RepairReason::Case);
+                Some(lower)
+            }
+            None => Some(trimmed.to_owned()),
+        }
     }
 
     fn phone(

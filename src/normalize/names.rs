@@ -43,24 +43,38 @@ pub struct Casing {
 
 /// Title-cases a whole name (see the module documentation).
 pub fn title_case(name: &str, casing: Casing) -> String {
-    name.split(' ')
-        .enumerate()
-        .map(|(position, word)| {
-            let lower = lowercase(word, casing);
+    let mut out = String::with_capacity(name.len());
+    // Only words as short as the longest particle can be one; their lower case goes here.
+    let mut lower = String::new();
+    for (position, word) in name.split(' ').enumerate() {
+        if position > 0 {
+            out.push(' ');
+        }
+        if word.chars().nth(MAX_PARTICLE_CHARS).is_none() {
+            lower.clear();
+            for c in word.chars() {
+                push_lower(&mut lower, c, casing);
+            }
             if ALWAYS_LOWER.contains(&lower.as_str())
                 || (position > 0 && PARTICLES.contains(&lower.as_str()))
             {
-                lower
-            } else {
-                word.split('-')
-                    .map(|part| title_case_part(part, casing))
-                    .collect::<Vec<_>>()
-                    .join("-")
+                out.push_str(&lower);
+                continue;
             }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        }
+        for (index, part) in word.split('-').enumerate() {
+            if index > 0 {
+                out.push('-');
+            }
+            push_title_case_part(&mut out, part, casing);
+        }
+    }
+    out
 }
+
+/// The most characters in one of [`PARTICLES`] or [`ALWAYS_LOWER`]. Lower-casing never makes a
+/// word shorter in characters, so a longer word is none of them.
+const MAX_PARTICLE_CHARS: usize = 5;
 
 fn is_apostrophe(c: char) -> bool {
     matches!(c, '\'' | '\u{2019}' | '\u{02BC}')
@@ -68,47 +82,49 @@ fn is_apostrophe(c: char) -> bool {
 
 /// A character that case mapping changes (title-case letters such as 'ǅ' and 'ᾈ' included).
 fn is_cased(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphabetic();
+    }
     c.is_uppercase()
         || c.is_lowercase()
         || c.to_lowercase().ne(std::iter::once(c))
         || c.to_uppercase().ne(std::iter::once(c))
 }
 
-/// One hyphen-free part of a word.
-fn title_case_part(part: &str, casing: Casing) -> String {
-    let chars: Vec<char> = part.chars().collect();
-    let mut forced = vec![false; chars.len()];
-    if let Some(first) = chars.iter().position(|&c| is_cased(c)) {
-        forced[first] = true;
-    }
-    // "O'Neil", "D'Angelo": a lone O or D, an apostrophe, then a letter.
-    if chars.len() > 2
-        && matches!(chars[0], 'o' | 'O' | 'd' | 'D')
-        && is_apostrophe(chars[1])
-        && is_cased(chars[2])
+/// Appends one hyphen-free part of a word, title-cased.
+fn push_title_case_part(out: &mut String, part: &str, casing: Casing) {
+    // The characters forced to a capital, by position: the first cased one, and the letter
+    // after "O'" / "D'" ("O'Neil", "D'Angelo": a lone O or D, an apostrophe, then a letter).
+    let first_cased = part.chars().position(is_cased);
+    let mut leading = part.chars();
+    let after_o_or_d = matches!(
+        (leading.next(), leading.next(), leading.next()),
+        (Some('o' | 'O' | 'd' | 'D'), Some(apostrophe), Some(letter))
+            if is_apostrophe(apostrophe) && is_cased(letter)
+    );
+    let forced = |index: usize| first_cased == Some(index) || (after_o_or_d && index == 2);
+
+    let mut has_upper = false;
+    let mut has_lower = false;
+    for (_, c) in part
+        .chars()
+        .enumerate()
+        .filter(|&(index, _)| !forced(index))
     {
-        forced[2] = true;
+        has_upper |= c.is_uppercase();
+        has_lower |= c.is_lowercase();
     }
-    let rest = chars
-        .iter()
-        .zip(&forced)
-        .filter(|&(_, &forced)| !forced)
-        .map(|(&c, _)| c);
-    let has_upper = rest.clone().any(char::is_uppercase);
-    let has_lower = rest.clone().any(char::is_lowercase);
     let lower_rest = !(has_upper && has_lower);
 
-    let mut out = String::with_capacity(part.len());
-    for (&c, &forced) in chars.iter().zip(&forced) {
-        if forced {
-            push_title(&mut out, c, casing);
+    for (index, c) in part.chars().enumerate() {
+        if forced(index) {
+            push_title(out, c, casing);
         } else if lower_rest {
-            push_lower(&mut out, c, casing);
+            push_lower(out, c, casing);
         } else {
             out.push(c);
         }
     }
-    out
 }
 
 fn push_title(out: &mut String, c: char, casing: Casing) {
@@ -132,16 +148,9 @@ fn push_lower(out: &mut String, c: char, casing: Casing) {
     match c {
         'I' if casing.turkic => out.push('ı'),
         'İ' if casing.turkic => out.push('i'),
+        _ if c.is_ascii() => out.push(c.to_ascii_lowercase()),
         _ => out.extend(c.to_lowercase()),
     }
-}
-
-fn lowercase(text: &str, casing: Casing) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        push_lower(&mut out, c, casing);
-    }
-    out
 }
 
 /// The title-case form of the Latin digraph letters (DŽ, LJ, NJ, DZ), which is neither their
