@@ -7,6 +7,7 @@ use tokio_postgres::{Client, Row};
 use super::StoreError;
 use crate::model::UserRecord;
 
+const SNAPSHOT_XMIN: &str = include_str!("sql/query/snapshot_xmin.sql");
 const POLL_CHANGES: &str = include_str!("sql/query/poll_changes.sql");
 const PRUNE_CHANGES: &str = include_str!("sql/query/prune_changes.sql");
 const BACKLOG: &str = include_str!("sql/query/backlog.sql");
@@ -106,6 +107,9 @@ pub struct Poll {
     /// The position to [`commit_position`] once every one of `changes` is acknowledged (it is
     /// also the position to poll from next).
     pub next: Position,
+    /// Committed changes wait behind a transaction that is still open (their xids are at or
+    /// above the snapshot's xmin): a later poll will find them once it ends.
+    pub held_back: bool,
 }
 
 /// The stored position of `consumer`. A consumer without one is registered at the very start,
@@ -186,10 +190,11 @@ pub async fn poll_changes(
     // had ended before the read's (later) snapshot, so the read sees all the committed changes
     // below it. Reading first and taking xmin after could count a transaction that committed
     // in between as seen.
-    let xmin: String = client
-        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+    // The same snapshot tells whether committed changes already wait at or above its xmin.
+    let (xmin, held_back): (String, bool) = client
+        .query_one(SNAPSHOT_XMIN, &[])
         .await
-        .and_then(|row| row.try_get(0))
+        .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .map_err(StoreError::postgres("read the snapshot xmin"))?;
     let xmin = parse_xid(&xmin)?;
 
@@ -245,6 +250,7 @@ pub async fn poll_changes(
         changes,
         unreadable,
         next,
+        held_back,
     })
 }
 

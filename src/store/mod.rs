@@ -26,7 +26,7 @@ pub use changes::{
     backlog, commit_position, load_position, poll_changes, prune, quarantine, try_lead_cursor,
     Backlog, Change, ChangeKey, Op, Poll, Position, UnreadableChange,
 };
-pub use migrate::{migrate, migration_count};
+pub use migrate::{migrate, migration_count, migration_versions};
 pub use users::{
     delete_user, record_rejections, upsert_page, validate, RejectedRecord, UpsertOutcome,
 };
