@@ -88,7 +88,7 @@ pub struct CdcOptions {
     )]
     pub poll_interval: Duration,
 
-    /// Most changes read and produced per round.
+    /// Most changes read and produced per batch.
     #[arg(
         long = "cdc-batch-size",
         env = "USERSTREAM_CDC_BATCH_SIZE",
