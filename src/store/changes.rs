@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, Row};
 
 use super::StoreError;
@@ -229,7 +230,9 @@ pub async fn poll_changes(
                 seq: raw.seq,
                 op: raw.op,
                 user_id: raw.user_id,
-                after: raw.after,
+                after: raw
+                    .after
+                    .and_then(|image| serde_json::from_slice(image.0).ok()),
             }),
         }
     }
@@ -374,16 +377,35 @@ pub async fn prune(client: &Client) -> Result<u64, StoreError> {
 }
 
 /// A change log row as PostgreSQL returns it, before its image is read.
-struct RawChange {
+struct RawChange<'a> {
     xid: u64,
     seq: i64,
     op: String,
     user_id: String,
     source_ts: DateTime<Utc>,
-    after: Option<Value>,
+    after: Option<JsonbText<'a>>,
 }
 
-fn raw_change(row: &Row) -> Result<RawChange, StoreError> {
+/// A `jsonb` value as the JSON text PostgreSQL sends, so that a change image is read straight
+/// into a `UserRecord` (building a `serde_json::Value` first costs as much as the rest of the
+/// read).
+struct JsonbText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for JsonbText<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // The binary format is a version byte, 1 so far, then the text.
+        match raw.split_first() {
+            Some((1, text)) => Ok(Self(text)),
+            _ => Err("unsupported jsonb format version".into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+}
+
+fn raw_change(row: &Row) -> Result<RawChange<'_>, StoreError> {
     let read = StoreError::postgres("read a change");
     let xid: String = row.try_get("xid").map_err(&read)?;
     Ok(RawChange {
@@ -410,16 +432,25 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
     })?;
     let after = match (op, after) {
         (Op::Delete, None) => None,
-        (Op::Create | Op::Update, Some(image)) => Some(
-            serde_path_to_error::deserialize::<_, UserRecord>(image).map_err(|error| {
-                StoreError::ChangeImage {
-                    xid,
-                    seq,
-                    field: error.path().to_string(),
-                    source: error.into_inner(),
-                }
-            })?,
-        ),
+        (Op::Create | Op::Update, Some(image)) => {
+            let mut json = serde_json::Deserializer::from_slice(image.0);
+            let user =
+                serde_path_to_error::deserialize::<_, UserRecord>(&mut json).map_err(|error| {
+                    StoreError::ChangeImage {
+                        xid,
+                        seq,
+                        field: error.path().to_string(),
+                        source: error.into_inner(),
+                    }
+                })?;
+            json.end().map_err(|source| StoreError::ChangeImage {
+                xid,
+                seq,
+                field: ".".to_owned(),
+                source,
+            })?;
+            Some(user)
+        }
         (op, image) => {
             return Err(StoreError::MalformedChange {
                 reason: format!(
