@@ -14,7 +14,8 @@ pub fn dead_letter_topic(topic: &str) -> String {
 }
 
 /// A producer that never duplicates or reorders within a partition on retry, waits for every
-/// in-sync replica, and compresses.
+/// in-sync replica, and compresses. It lingers a little to fill large batches (CDC keeps several
+/// batches of changes in flight, so throughput, not one message's latency, is what counts).
 pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -22,7 +23,9 @@ pub fn producer_config(args: &KafkaArgs) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5");
+        .set("linger.ms", "10")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1048576");
     overlay(config, args)
 }
 

@@ -1,12 +1,18 @@
 //! `userstream cdc`: the change log in PostgreSQL → Avro messages on Kafka.
 //!
-//! Each round reads a batch with the transaction watermark ([`crate::store::poll_changes`]),
-//! produces every change (key = user id, value = Avro `User` in the Confluent wire format, a
-//! tombstone for a delete; headers `op`, `source_ts_us`, `source_txid`, and for an update or a
-//! delete the `before_*` headers of [`crate::model::BeforeImage`]) with the idempotent
-//! producer, waits until Kafka acknowledged **all** of them, and only then stores the new position.
-//! A crash between produce and commit replays the batch: delivery is at-least-once, and the
-//! processor's timestamped upserts make replays harmless.
+//! Each batch is read with the transaction watermark ([`crate::store::poll_changes`]), and every
+//! change produced (key = user id, value = Avro `User` in the Confluent wire format, a tombstone
+//! for a delete; headers `op`, `source_ts_us`, `source_txid`, and for an update or a delete the
+//! `before_*` headers of [`crate::model::BeforeImage`]) with the idempotent producer. The
+//! next batch is read, from where the last one ended, while earlier ones are still in flight (up
+//! to `--cdc-max-in-flight-batches`); a batch's position is stored only once Kafka acknowledged
+//! **all** of its changes and every earlier batch's. A crash before that replays what follows the
+//! stored position: delivery is at-least-once, and the processor's timestamped upserts make
+//! replays harmless. A failed delivery drops the batches in flight and starts again from the
+//! stored position.
+//!
+//! A commit that writes changes wakes the poller at once (LISTEN/NOTIFY, see [`wake`]); without
+//! a notification it polls every `--cdc-poll-interval`.
 //!
 //! One poller per cursor name produces at a time: its PostgreSQL session holds an advisory lock
 //! on the cursor, and others with the same name wait as standbys until that session ends. The
@@ -16,18 +22,23 @@
 //! schema the registry refuses (incompatible under the subject's level) stops the stage with the
 //! registry's reason, so nothing is ever produced with an unregistered schema.
 
+mod wake;
+
+pub use wake::LISTENER_APPLICATION_NAME;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio::sync::Notify;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +80,8 @@ pub struct CdcOptions {
     )]
     pub name: String,
 
-    /// Wait between polls when the change log has nothing new.
+    /// Longest wait between polls when the change log has nothing new. A commit that writes
+    /// changes wakes the poller at once (LISTEN/NOTIFY); the interval is the fallback.
     #[arg(
         long = "cdc-poll-interval",
         env = "USERSTREAM_CDC_POLL_INTERVAL",
@@ -78,13 +90,24 @@ pub struct CdcOptions {
     )]
     pub poll_interval: Duration,
 
-    /// Most changes read and produced per round.
+    /// Most changes read and produced per batch.
     #[arg(
         long = "cdc-batch-size",
         env = "USERSTREAM_CDC_BATCH_SIZE",
         default_value_t = 1000
     )]
     pub batch_size: u32,
+
+    /// Most batches handed to Kafka and not yet wholly acknowledged: the next batch is read while
+    /// earlier ones are in flight. The cursor is stored in read order, once every message before
+    /// it is acknowledged.
+    #[arg(
+        long = "cdc-max-in-flight-batches",
+        env = "USERSTREAM_CDC_MAX_IN_FLIGHT_BATCHES",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_in_flight_batches: u32,
 
     /// How often changes every poller has passed are deleted from the change log.
     #[arg(
@@ -95,8 +118,8 @@ pub struct CdcOptions {
     )]
     pub prune_every: Duration,
 
-    /// How long shutdown waits for the round in flight to be acknowledged by Kafka; a round cut
-    /// off is not committed and is produced again after the restart.
+    /// How long shutdown waits for the batches in flight to be acknowledged by Kafka; those cut
+    /// off are not committed and are produced again after the restart.
     #[arg(
         id = "cdc_drain_timeout",
         value_name = "CDC_DRAIN_TIMEOUT",
@@ -143,6 +166,9 @@ pub enum CdcError {
     },
     #[error(transparent)]
     Telemetry(#[from] telemetry::TelemetryError),
+    /// The task reading the next batch panicked (a bug) or was torn down with the runtime.
+    #[error("the read of the next batch ended without a result")]
+    ReadAhead(#[source] tokio::task::JoinError),
 }
 
 impl Retryable for CdcError {
@@ -153,7 +179,10 @@ impl Retryable for CdcError {
             // The producer already retries internally until `message.timeout.ms`; a delivery
             // that still failed (broker down for that long) may succeed on a later round.
             Self::Kafka { .. } => true,
-            Self::Encode { .. } | Self::LocalSchema(_) | Self::Telemetry(_) => false,
+            Self::Encode { .. }
+            | Self::LocalSchema(_)
+            | Self::Telemetry(_)
+            | Self::ReadAhead(_) => false,
         }
     }
 }
@@ -203,7 +232,8 @@ pub async fn ensure_topics(kafka_args: &KafkaArgs, topic: &TopicArgs) -> Result<
     Ok(())
 }
 
-/// Runs the poller until `shutdown`; the batch in flight when it comes is finished and committed.
+/// Runs the poller until `shutdown`; the batches in flight when it comes are finished and
+/// committed.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), CdcError> {
     run_reporting(config, shutdown, Health::new("cdc")).await
 }
@@ -235,65 +265,62 @@ pub async fn run_reporting(
         topic: Arc::from(config.topic.topic.as_str()),
         stall_warned_at: Mutex::new(None),
         backlog_measured_at: Mutex::new(None),
+        last_prune: Mutex::new(tokio::time::Instant::now()),
     };
+    let wake = Arc::new(Notify::new());
+    // Ends with the stage, however it ends.
+    let listening = shutdown.child_token();
+    let stop_listening = listening.clone().drop_guard();
+    let listener =
+        wake::spawn_listener(config.postgres.pg_url.clone(), Arc::clone(&wake), listening);
 
     let mut client = None;
-    let mut position = None;
-    let mut last_prune = tokio::time::Instant::now();
     let mut backoff = Backoff::new(policy);
     while !shutdown.is_cancelled() {
-        let round = async {
+        let session = async {
             let pg = match client.take() {
                 Some(pg) => pg,
                 None => {
-                    let pg = store::connect(&config.postgres.pg_url).await?;
+                    let pg = Arc::new(store::connect(&config.postgres.pg_url).await?);
                     if !lead_cursor(&pg, &config.options, &health, &shutdown).await? {
-                        return Ok(0);
+                        return Ok(());
                     }
-                    // Another poller may have led the cursor meanwhile: its stored position is
-                    // the truth now.
-                    position = None;
                     pg
                 }
             };
-            let result = poller
-                .round(&pg, &config.options, &mut position, &mut last_prune)
+            let streamed = poller
+                .stream(
+                    &pg,
+                    &config.options,
+                    &wake,
+                    &health,
+                    &mut backoff,
+                    &shutdown,
+                )
                 .await;
-            client = Some(pg).filter(|pg: &Client| !pg.is_closed());
-            result
+            client = Some(pg).filter(|pg: &Arc<Client>| !pg.is_closed());
+            streamed
         };
         let drain_deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(config.options.drain_timeout).await;
         };
         let outcome = tokio::select! {
-            outcome = round => outcome,
+            outcome = session => outcome,
             () = drain_deadline => {
                 tracing::warn!(
                     drain_timeout = ?config.options.drain_timeout,
-                    "Kafka did not acknowledge the last round in time; it stays uncommitted and is \
-                     produced again after the restart"
+                    "Kafka did not acknowledge the batches in flight in time; they stay \
+                     uncommitted and are produced again after the restart"
                 );
                 break;
             }
         };
         match outcome {
-            Ok(produced) => {
-                backoff = Backoff::new(policy);
-                health.set_ready(true);
-                if produced > 0 {
-                    continue;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(config.options.poll_interval) => {}
-                    _ = shutdown.cancelled() => {}
-                }
-            }
+            Ok(()) => {}
             Err(error) if error.is_retryable() => {
                 health.set_ready(false);
                 poller.renew_producer_if_fatal()?;
-                // The position in PostgreSQL is the truth after a failure: re-read it.
-                position = None;
                 let delay = backoff.next_delay();
                 metrics::counter!("userstream_retries_total", "operation" => "cdc round")
                     .increment(1);
@@ -310,6 +337,8 @@ pub async fn run_reporting(
     if let Some(server) = metrics_server {
         server.abort();
     }
+    drop(stop_listening);
+    listener.await.ok();
     tracing::info!("CDC stopped");
     Ok(())
 }
@@ -368,7 +397,122 @@ fn create_producer(kafka_args: &KafkaArgs) -> Result<FutureProducer, CdcError> {
         .map_err(kafka("create the producer"))
 }
 
-/// What one round needs besides PostgreSQL.
+/// The first and the longest wait before polling again for changes held back by an open
+/// transaction (never longer than the poll interval).
+const HELD_BACK_FIRST_RETRY: Duration = Duration::from_millis(10);
+const HELD_BACK_LONGEST_RETRY: Duration = Duration::from_secs(1);
+
+/// What one read found, for deciding when to read next.
+struct Read {
+    /// The batch limit was reached: more may be waiting right now.
+    full: bool,
+    /// Committed changes wait behind a transaction still open.
+    held_back: bool,
+}
+
+/// A read of the change log running on its own task, so that PostgreSQL works on it meanwhile.
+/// Dropped before it finished, it is abandoned: a read changes nothing.
+struct ReadAhead(tokio::task::JoinHandle<Result<store::Poll, StoreError>>);
+
+impl ReadAhead {
+    fn start(pg: &Arc<Client>, from: Position, limit: u32) -> Self {
+        let pg = Arc::clone(pg);
+        Self(tokio::spawn(async move {
+            store::poll_changes(&pg, &from, limit).await
+        }))
+    }
+
+    async fn finish(mut self) -> Result<store::Poll, CdcError> {
+        Ok((&mut self.0).await.map_err(CdcError::ReadAhead)??)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One read's changes on their way to Kafka.
+struct Batch {
+    /// Not yet acknowledged, oldest first.
+    deliveries: VecDeque<Delivery>,
+    /// The position to store once these and every earlier batch's changes are acknowledged.
+    next: Position,
+    /// The source time of the batch's newest change, for the lag gauge.
+    newest_source_ts_us: Option<i64>,
+}
+
+impl Batch {
+    /// Settles the deliveries already acknowledged, without waiting; `true` when none is left.
+    fn settle_acknowledged(&mut self) -> Result<bool, CdcError> {
+        while let Some(oldest) = self.deliveries.front_mut() {
+            match oldest.now_or_never() {
+                Some(delivered) => {
+                    delivered?;
+                    self.deliveries.pop_front();
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The batches read and not yet committed, in read order, and where the cursor is.
+struct Window {
+    /// The position stored in PostgreSQL (as this poller last stored or loaded it).
+    committed: Position,
+    /// Where the next read starts: after everything read so far, whether acknowledged or not.
+    read_from: Position,
+    batches: VecDeque<Batch>,
+}
+
+impl Window {
+    fn new(committed: Position) -> Self {
+        Self {
+            committed,
+            read_from: committed,
+            batches: VecDeque::new(),
+        }
+    }
+
+    /// Waits until every delivery of the oldest batch is acknowledged (at once without one).
+    async fn oldest_acknowledged(&mut self) -> Result<(), CdcError> {
+        if let Some(oldest) = self.batches.front_mut() {
+            while let Some(delivery) = oldest.deliveries.front_mut() {
+                delivery.await?;
+                oldest.deliveries.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the batches at the front whose every delivery is acknowledged, and returns what
+    /// to commit for them: the newest one's position, with the newest change's source time
+    /// among them. `None` while the oldest batch waits for an acknowledgement.
+    fn take_acknowledged(&mut self) -> Result<Option<Batch>, CdcError> {
+        let mut done: Option<Batch> = None;
+        while let Some(oldest) = self.batches.front_mut() {
+            if !oldest.settle_acknowledged()? {
+                break;
+            }
+            let Some(batch) = self.batches.pop_front() else {
+                break;
+            };
+            let newest_source_ts_us = batch
+                .newest_source_ts_us
+                .or(done.and_then(|earlier| earlier.newest_source_ts_us));
+            done = Some(Batch {
+                newest_source_ts_us,
+                ..batch
+            });
+        }
+        Ok(done)
+    }
+}
+
+/// What reading and producing need besides PostgreSQL.
 struct Poller {
     encoder: Encoder,
     producer: FutureProducer,
@@ -380,6 +524,8 @@ struct Poller {
     stall_warned_at: Mutex<Option<std::time::Instant>>,
     /// When the backlog was last measured (see [`BACKLOG_EVERY`]).
     backlog_measured_at: Mutex<Option<std::time::Instant>>,
+    /// When the change log was last pruned.
+    last_prune: Mutex<tokio::time::Instant>,
 }
 
 /// How often the backlog is measured: its query reads every change after the cursor, which a
@@ -399,26 +545,98 @@ impl Poller {
         Ok(())
     }
 
-    /// Reads one batch, produces it, waits for every acknowledgement, commits the position.
-    /// Returns how many changes were produced.
-    async fn round(
+    /// Leads the cursor from its stored position until `shutdown` (then finishes and commits the
+    /// batches in flight) or a failure. Batches are read one after the other while earlier ones
+    /// are still in flight, up to `--cdc-max-in-flight-batches`; the position is stored in read
+    /// order, each time every message before it has been acknowledged. After a failure the
+    /// stored position is the truth: what was produced after it is produced again.
+    async fn stream(
+        &self,
+        pg: &Arc<Client>,
+        config: &CdcOptions,
+        wake: &Notify,
+        health: &Health,
+        backoff: &mut Backoff,
+        shutdown: &CancellationToken,
+    ) -> Result<(), CdcError> {
+        let mut window = Window::new(store::load_position(pg, &config.name).await?);
+        let max_in_flight = usize::try_from(config.max_in_flight_batches).unwrap_or(usize::MAX);
+        // Everything final has been read: the next read waits for a wake-up or `next_poll`.
+        let mut caught_up = false;
+        let mut next_poll = tokio::time::Instant::now();
+        // Committed changes behind an open transaction: its end may notify nobody, so they are
+        // polled for again soon, then less and less often.
+        let held_back_policy = BackoffPolicy {
+            initial: HELD_BACK_FIRST_RETRY.min(config.poll_interval),
+            max: HELD_BACK_LONGEST_RETRY.min(config.poll_interval),
+        };
+        let mut held_back = Backoff::new(held_back_policy);
+        // The read of the batch after `window.read_from`, started while the previous one is
+        // encoded and produced.
+        let mut read_ahead: Option<ReadAhead> = None;
+        loop {
+            self.commit_acknowledged(pg, config, &mut window).await?;
+            if shutdown.is_cancelled() {
+                drop(read_ahead.take());
+                while !window.batches.is_empty() {
+                    window.oldest_acknowledged().await?;
+                    self.commit_acknowledged(pg, config, &mut window).await?;
+                }
+                return Ok(());
+            }
+            if !caught_up && window.batches.len() < max_in_flight {
+                let poll = match read_ahead.take() {
+                    Some(started) => started.finish().await?,
+                    None => store::poll_changes(pg, &window.read_from, config.batch_size).await?,
+                };
+                let read = Read {
+                    full: poll.changes.len() + poll.unreadable.len()
+                        >= config.batch_size.max(1) as usize,
+                    held_back: poll.held_back,
+                };
+                // More is waiting: PostgreSQL reads the next batch while this one is encoded.
+                if read.full && window.batches.len() + 1 < max_in_flight {
+                    read_ahead = Some(ReadAhead::start(pg, poll.next, config.batch_size));
+                }
+                self.produce_batch(pg, config, poll, &mut window).await?;
+                *backoff = Backoff::new(BackoffPolicy::default());
+                health.set_ready(true);
+                caught_up = !read.full;
+                let wait = if read.held_back {
+                    held_back.next_delay()
+                } else {
+                    held_back = Backoff::new(held_back_policy);
+                    config.poll_interval
+                };
+                next_poll = tokio::time::Instant::now() + wait;
+                continue;
+            }
+            tokio::select! {
+                acknowledged = window.oldest_acknowledged(), if !window.batches.is_empty() => {
+                    acknowledged?;
+                }
+                () = wake.notified(), if caught_up => caught_up = false,
+                () = tokio::time::sleep_until(next_poll), if caught_up => caught_up = false,
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// Hands the changes of `poll` (read from `window.read_from`) to the producer and adds them
+    /// to the window as one batch. Changes that cannot be carried are quarantined before the
+    /// batch can be committed past them.
+    async fn produce_batch(
         &self,
         pg: &Client,
         config: &CdcOptions,
-        position: &mut Option<Position>,
-        last_prune: &mut tokio::time::Instant,
-    ) -> Result<usize, CdcError> {
-        let from = match *position {
-            Some(from) => from,
-            None => store::load_position(pg, &config.name).await?,
-        };
-        let poll = store::poll_changes(pg, &from, config.batch_size).await?;
+        poll: store::Poll,
+        window: &mut Window,
+    ) -> Result<(), CdcError> {
         let mut unreadable = poll.unreadable;
         let mut deliveries = VecDeque::with_capacity(poll.changes.len());
-        let mut acknowledged = 0;
         for change in &poll.changes {
             match self
-                .enqueue_waiting_for_room(change, &mut deliveries, &mut acknowledged)
+                .enqueue_waiting_for_room(change, &mut deliveries, window)
                 .await
             {
                 Ok(()) => {}
@@ -436,7 +654,6 @@ impl Poller {
                 Err(other) => return Err(other),
             }
         }
-        // Recorded before the position passes them, so none is lost track of.
         for change in &unreadable {
             store::quarantine(pg, &config.name, change).await?;
             metrics::counter!("userstream_cdc_quarantined_total").increment(1);
@@ -449,28 +666,53 @@ impl Poller {
                 "change cannot be carried to Kafka; quarantined in cdc_quarantine and passed"
             );
         }
-        let produced = acknowledged + deliveries.len();
-        try_join_all(deliveries).await?;
+        window.read_from = poll.next;
+        window.batches.push_back(Batch {
+            deliveries,
+            next: poll.next,
+            newest_source_ts_us: poll.changes.last().map(|change| change.source_ts_us),
+        });
+        Ok(())
+    }
 
-        if poll.next != from {
-            store::commit_position(pg, &config.name, &poll.next).await?;
+    /// Stores the position of the newest batch that was acknowledged with every batch before it
+    /// (without waiting for any), and updates what is measured from it.
+    async fn commit_acknowledged(
+        &self,
+        pg: &Client,
+        config: &CdcOptions,
+        window: &mut Window,
+    ) -> Result<(), CdcError> {
+        let Some(done) = window.take_acknowledged()? else {
+            return Ok(());
+        };
+        if done.next != window.committed {
+            store::commit_position(pg, &config.name, &done.next).await?;
+            window.committed = done.next;
         }
-        *position = Some(poll.next);
-        metrics::gauge!("userstream_cdc_watermark").set(poll.next.watermark as f64);
-        if let Some(newest) = poll.changes.last() {
-            let lag_us = chrono::Utc::now().timestamp_micros() - newest.source_ts_us;
-            metrics::gauge!("userstream_cdc_lag_seconds").set(lag_us as f64 / 1e6);
-        } else {
-            metrics::gauge!("userstream_cdc_lag_seconds").set(0.0);
-        }
-        self.report_backlog(pg, config, &poll.next).await?;
+        metrics::gauge!("userstream_cdc_watermark").set(done.next.watermark as f64);
+        let lag_us = done
+            .newest_source_ts_us
+            .map_or(0, |newest| chrono::Utc::now().timestamp_micros() - newest);
+        metrics::gauge!("userstream_cdc_lag_seconds").set(lag_us as f64 / 1e6);
+        self.report_backlog(pg, config, &done.next).await?;
 
-        if last_prune.elapsed() >= config.prune_every {
+        let due = {
+            let mut last_prune = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last_prune.elapsed() >= config.prune_every;
+            if due {
+                *last_prune = tokio::time::Instant::now();
+            }
+            due
+        };
+        if due {
             let pruned = store::prune(pg).await?;
             metrics::counter!("userstream_cdc_pruned_total").increment(pruned);
-            *last_prune = tokio::time::Instant::now();
         }
-        Ok(produced)
+        Ok(())
     }
 
     /// Publishes how old the oldest change not yet produced and the oldest open transaction are
@@ -525,14 +767,14 @@ impl Poller {
     }
 
     /// Hands `change` to the producer, its delivery after the others in `deliveries`. While
-    /// librdkafka's queue is full (a batch larger than `queue.buffering.max.messages`), it waits
-    /// for the oldest delivery to be acknowledged and tries again: failing the round instead
-    /// would produce its first part again on every retry.
+    /// librdkafka's queue is full (more in flight than `queue.buffering.max.messages`), it waits
+    /// for the oldest delivery to be acknowledged and tries again: failing instead would produce
+    /// the first part of the window again on every retry.
     async fn enqueue_waiting_for_room(
         &self,
         change: &Change,
         deliveries: &mut VecDeque<Delivery>,
-        acknowledged: &mut usize,
+        window: &mut Window,
     ) -> Result<(), CdcError> {
         loop {
             match self.produce(change) {
@@ -543,14 +785,19 @@ impl Poller {
                 Err(CdcError::Kafka {
                     source: KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
                     ..
-                }) => match deliveries.pop_front() {
-                    Some(oldest) => {
-                        oldest.await?;
-                        *acknowledged += 1;
+                }) => {
+                    let oldest = window
+                        .batches
+                        .iter_mut()
+                        .map(|batch| &mut batch.deliveries)
+                        .chain([&mut *deliveries])
+                        .find(|pending| !pending.is_empty());
+                    match oldest.and_then(VecDeque::pop_front) {
+                        Some(oldest) => oldest.await?,
+                        // Full with nothing of ours in it: another producer's messages still leave.
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
-                    // Full with nothing of ours in it: another round's messages still leave.
-                    None => tokio::time::sleep(Duration::from_millis(10)).await,
-                },
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -654,6 +901,99 @@ mod tests {
 
     use super::*;
 
+    /// A delivery that resolves as its sender says.
+    fn delivery() -> (tokio::sync::oneshot::Sender<Result<(), CdcError>>, Delivery) {
+        let (acknowledge, acknowledged) = tokio::sync::oneshot::channel();
+        let delivery = async move {
+            acknowledged.await.unwrap_or(Err(CdcError::Kafka {
+                operation: "deliver a message",
+                source: KafkaError::Canceled,
+            }))
+        };
+        (acknowledge, Box::pin(delivery))
+    }
+
+    fn position(watermark: u64) -> Position {
+        Position {
+            watermark,
+            last: None,
+        }
+    }
+
+    fn batch(deliveries: Vec<Delivery>, watermark: u64, newest: Option<i64>) -> Batch {
+        Batch {
+            deliveries: deliveries.into(),
+            next: position(watermark),
+            newest_source_ts_us: newest,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_committed_only_after_every_earlier_batch_is_acknowledged() {
+        let mut window = Window::new(position(1));
+        let (first_ack, first) = delivery();
+        let (second_ack, second) = delivery();
+        let (third_ack, third) = delivery();
+        window.batches.push_back(batch(vec![first], 2, Some(10)));
+        window.batches.push_back(batch(vec![second], 3, None));
+        window.batches.push_back(batch(vec![third], 4, Some(30)));
+
+        second_ack.send(Ok(())).ok();
+        assert!(window.take_acknowledged().unwrap().is_none());
+        assert_eq!(window.batches.len(), 3);
+
+        first_ack.send(Ok(())).ok();
+        let done = window.take_acknowledged().unwrap().unwrap();
+        assert_eq!(done.next, position(3));
+        assert_eq!(done.newest_source_ts_us, Some(10));
+        assert_eq!(window.batches.len(), 1);
+
+        third_ack.send(Ok(())).ok();
+        futures::executor::block_on(window.oldest_acknowledged()).unwrap();
+        assert_eq!(
+            window.take_acknowledged().unwrap().unwrap().next,
+            position(4)
+        );
+        assert!(window.batches.is_empty());
+        assert!(window.take_acknowledged().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_delivery_fails_the_window_and_commits_nothing() {
+        let mut window = Window::new(position(1));
+        let (first_ack, first) = delivery();
+        let (second_ack, second) = delivery();
+        window
+            .batches
+            .push_back(batch(vec![first, second], 2, Some(10)));
+        second_ack.send(Ok(())).ok();
+        first_ack
+            .send(Err(CdcError::Kafka {
+                operation: "deliver a message",
+                source: KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            }))
+            .ok();
+        assert!(matches!(
+            window.take_acknowledged(),
+            Err(CdcError::Kafka { .. })
+        ));
+        assert_eq!(window.committed, position(1));
+    }
+
+    #[test]
+    fn a_batch_without_changes_commits_in_turn() {
+        let mut window = Window::new(position(1));
+        let (first_ack, first) = delivery();
+        window.batches.push_back(batch(vec![first], 2, Some(10)));
+        window.batches.push_back(batch(Vec::new(), 3, None));
+        assert!(window.take_acknowledged().unwrap().is_none());
+        first_ack.send(Ok(())).ok();
+        assert_eq!(
+            window.take_acknowledged().unwrap().unwrap().next,
+            position(3)
+        );
+    }
+
     #[test]
     fn a_producer_that_failed_fatally_is_replaced() {
         let kafka = KafkaArgs {
@@ -669,6 +1009,7 @@ mod tests {
             topic: Arc::from("t"),
             stall_warned_at: Mutex::new(None),
             backlog_measured_at: Mutex::new(None),
+            last_prune: Mutex::new(tokio::time::Instant::now()),
         };
         poller.renew_producer_if_fatal().unwrap();
         let healthy = poller.producer.client().native_ptr();

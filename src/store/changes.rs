@@ -2,11 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{Client, Row};
 
 use super::StoreError;
 use crate::model::{BeforeImage, UserRecord};
 
+const SNAPSHOT_XMIN: &str = include_str!("sql/query/snapshot_xmin.sql");
 const POLL_CHANGES: &str = include_str!("sql/query/poll_changes.sql");
 const PRUNE_CHANGES: &str = include_str!("sql/query/prune_changes.sql");
 const BACKLOG: &str = include_str!("sql/query/backlog.sql");
@@ -112,6 +114,9 @@ pub struct Poll {
     /// The position to [`commit_position`] once every one of `changes` is acknowledged (it is
     /// also the position to poll from next).
     pub next: Position,
+    /// Committed changes wait behind a transaction that is still open (their xids are at or
+    /// above the snapshot's xmin): a later poll will find them once it ends.
+    pub held_back: bool,
 }
 
 /// The stored position of `consumer`. A consumer without one is registered at the very start,
@@ -192,10 +197,11 @@ pub async fn poll_changes(
     // had ended before the read's (later) snapshot, so the read sees all the committed changes
     // below it. Reading first and taking xmin after could count a transaction that committed
     // in between as seen.
-    let xmin: String = client
-        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+    // The same snapshot tells whether committed changes already wait at or above its xmin.
+    let (xmin, held_back): (String, bool) = client
+        .query_one(SNAPSHOT_XMIN, &[])
         .await
-        .and_then(|row| row.try_get(0))
+        .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .map_err(StoreError::postgres("read the snapshot xmin"))?;
     let xmin = parse_xid(&xmin)?;
 
@@ -230,7 +236,9 @@ pub async fn poll_changes(
                 seq: raw.seq,
                 op: raw.op,
                 user_id: raw.user_id,
-                after: raw.after,
+                after: raw
+                    .after
+                    .and_then(|image| serde_json::from_slice(image.0).ok()),
             }),
         }
     }
@@ -251,6 +259,7 @@ pub async fn poll_changes(
         changes,
         unreadable,
         next,
+        held_back,
     })
 }
 
@@ -374,17 +383,36 @@ pub async fn prune(client: &Client) -> Result<u64, StoreError> {
 }
 
 /// A change log row as PostgreSQL returns it, before its image is read.
-struct RawChange {
+struct RawChange<'a> {
     xid: u64,
     seq: i64,
     op: String,
     user_id: String,
     source_ts: DateTime<Utc>,
-    after: Option<Value>,
+    after: Option<JsonbText<'a>>,
     before: Option<Value>,
 }
 
-fn raw_change(row: &Row) -> Result<RawChange, StoreError> {
+/// A `jsonb` value as the JSON text PostgreSQL sends, so that a change image is read straight
+/// into a `UserRecord` (building a `serde_json::Value` first costs as much as the rest of the
+/// read).
+struct JsonbText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for JsonbText<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        // The binary format is a version byte, 1 so far, then the text.
+        match raw.split_first() {
+            Some((1, text)) => Ok(Self(text)),
+            _ => Err("unsupported jsonb format version".into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+}
+
+fn raw_change(row: &Row) -> Result<RawChange<'_>, StoreError> {
     let read = StoreError::postgres("read a change");
     let xid: String = row.try_get("xid").map_err(&read)?;
     Ok(RawChange {
@@ -413,16 +441,25 @@ fn change(raw: &RawChange) -> Result<Change, StoreError> {
     })?;
     let after = match (op, after) {
         (Op::Delete, None) => None,
-        (Op::Create | Op::Update | Op::Snapshot, Some(image)) => Some(
-            serde_path_to_error::deserialize::<_, UserRecord>(image).map_err(|error| {
-                StoreError::ChangeImage {
-                    xid,
-                    seq,
-                    field: error.path().to_string(),
-                    source: error.into_inner(),
-                }
-            })?,
-        ),
+        (Op::Create | Op::Update | Op::Snapshot, Some(image)) => {
+            let mut json = serde_json::Deserializer::from_slice(image.0);
+            let user =
+                serde_path_to_error::deserialize::<_, UserRecord>(&mut json).map_err(|error| {
+                    StoreError::ChangeImage {
+                        xid,
+                        seq,
+                        field: error.path().to_string(),
+                        source: error.into_inner(),
+                    }
+                })?;
+            json.end().map_err(|source| StoreError::ChangeImage {
+                xid,
+                seq,
+                field: ".".to_owned(),
+                source,
+            })?;
+            Some(user)
+        }
         (op, image) => {
             return Err(StoreError::MalformedChange {
                 reason: format!(
@@ -473,7 +510,7 @@ mod tests {
             assert_eq!(Op::parse(op.as_str()), Some(op));
         }
         assert_eq!(Op::parse("x"), None);
-        let raw = |op: &str, after: Option<Value>| RawChange {
+        let raw = |op: &str, after: Option<JsonbText<'static>>| RawChange {
             xid: 7,
             seq: 1,
             op: op.to_owned(),
@@ -482,7 +519,7 @@ mod tests {
             after,
             before: None,
         };
-        let image = serde_json::json!({"id": "u-1", "first_name": "Ada"});
+        let image = JsonbText(br#"{"id": "u-1", "first_name": "Ada"}"#);
         let read = change(&raw("r", Some(image))).expect("an r change with its image");
         assert_eq!(read.op, Op::Snapshot);
         assert_eq!(

@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("sql/010_change_before_image.sql"),
     },
     Migration {
+        version: 11,
+        name: "change_notify",
+        sql: include_str!("sql/011_change_notify.sql"),
+    },
+    Migration {
         version: 12,
         name: "dead_letter_replays",
         sql: include_str!("sql/012_dead_letter_replays.sql"),
@@ -162,10 +167,9 @@ mod tests {
     use super::MIGRATIONS;
 
     #[test]
-    fn versions_start_at_one_and_only_increase() {
-        assert_eq!(MIGRATIONS[0].version, 1);
-        for pair in MIGRATIONS.windows(2) {
-            assert!(pair[0].version < pair[1].version, "{}", pair[1].name);
+    fn versions_are_consecutive_from_one() {
+        for (index, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version as usize, index + 1, "{}", migration.name);
         }
     }
 }

@@ -188,6 +188,7 @@ impl TestPipeline {
                 name: self.cdc_name.clone(),
                 poll_interval: Duration::from_millis(50),
                 batch_size: self.settings.cdc_batch_size,
+                max_in_flight_batches: 8,
                 prune_every: Duration::from_secs(3600),
                 drain_timeout: Duration::from_secs(10),
                 stall_warning: Duration::from_secs(60),
@@ -259,6 +260,17 @@ impl TestPipeline {
 
     pub async fn stop_cdc(&mut self) -> anyhow::Result<()> {
         self.cdc.take().context("cdc is not running")?.stop().await
+    }
+
+    /// Ends `cdc` as a crash would: wherever it is, without draining or committing anything.
+    pub async fn crash_cdc(&mut self) -> anyhow::Result<()> {
+        let stage = self.cdc.take().context("cdc is not running")?;
+        stage.handle.abort();
+        match stage.handle.await {
+            Err(aborted) if aborted.is_cancelled() => Ok(()),
+            Err(panicked) => Err(panicked).context("cdc panicked"),
+            Ok(ended) => ended.context("cdc failed before the crash"),
+        }
     }
 
     pub fn start_processor(&mut self) {

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary, one module per component, every endpoint read from
 //! the `USERSTREAM_*` environment (see `scripts/local-stack env`), with localhost defaults.
 
+mod cdc;
 mod common;
 mod evolution;
 mod fault_proxy;

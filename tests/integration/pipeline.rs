@@ -770,7 +770,7 @@ async fn last_poll_start(pipeline: &TestPipeline) -> anyhow::Result<Option<DateT
         .query_one(
             "SELECT max(query_start) FROM pg_stat_activity \
              WHERE datname = current_database() AND pid <> pg_backend_pid() \
-               AND query LIKE '%FROM user_changes%' AND query LIKE '%ORDER BY xid, seq%'",
+               AND query LIKE '%FROM user_changes%' AND query LIKE '%ORDER BY c.xid, c.seq%'",
             &[],
         )
         .await?;

@@ -183,9 +183,9 @@ async fn migrating_again_or_concurrently_is_harmless() -> anyhow::Result<()> {
     let (one, two) = tokio::join!(store::migrate(&mut first), store::migrate(&mut second));
     let mut applied = [one?, two?].concat();
     applied.sort_unstable();
-    let every_version = store::migration_versions();
     assert_eq!(
-        applied, every_version,
+        applied,
+        store::migration_versions(),
         "each migration applied exactly once"
     );
 
@@ -521,6 +521,32 @@ async fn a_batch_limit_inside_one_transaction_loses_and_repeats_nothing() -> any
     assert!(changes[5..]
         .iter()
         .all(|change| change.xid == changes[5].xid));
+    Ok(())
+}
+
+/// Transaction ids are numbers: xid 10 comes after xid 9, though "10" sorts before "9" as text.
+/// (Changes are planted with such ids, since real ones cross a digit only every so often.)
+#[tokio::test]
+async fn changes_come_in_numeric_transaction_order_across_a_digit() -> anyhow::Result<()> {
+    let (_database, client) = migrated("store_xid_digits").await?;
+    for (xid, user_id) in [("10", "second"), ("9", "first"), ("100", "third")] {
+        client
+            .execute(
+                "INSERT INTO user_changes (xid, op, user_id, after) \
+                 VALUES ($1::text::xid8, 'd', $2, NULL)",
+                &[&xid, &user_id],
+            )
+            .await?;
+    }
+    let changes = drain(&client, "cdc", 1, 3).await?;
+    assert_eq!(
+        summary(&changes),
+        [
+            (Op::Delete, "first"),
+            (Op::Delete, "second"),
+            (Op::Delete, "third")
+        ]
+    );
     Ok(())
 }
 
