@@ -102,10 +102,7 @@ impl Peer {
         loop {
             stage.ensure_running()?;
             let active: Option<bool> = pg
-                .query_opt(
-                    include_str!("slot_active.sql"),
-                    &[&slot],
-                )
+                .query_opt(include_str!("slot_active.sql"), &[&slot])
                 .await?
                 .map(|row| row.get(0));
             if active == Some(true) {
@@ -154,7 +151,10 @@ fn free_port() -> anyhow::Result<u16> {
 pub async fn drop_slot(pg: &tokio_postgres::Client, slot: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match pg.query_opt(include_str!("slot_active.sql"), &[&slot]).await? {
+        match pg
+            .query_opt(include_str!("slot_active.sql"), &[&slot])
+            .await?
+        {
             None => return Ok(()),
             Some(row) if !row.get::<_, bool>(0) => {
                 pg.execute(include_str!("drop_slot.sql"), &[&slot]).await?;

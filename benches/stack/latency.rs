@@ -47,7 +47,10 @@ struct Sample {
 }
 
 /// Runs the load against a running cdc and processor and returns the figures.
-pub async fn measure(settings: &LatencySettings<'_>, session: Arc<Session>) -> anyhow::Result<Latency> {
+pub async fn measure(
+    settings: &LatencySettings<'_>,
+    session: Arc<Session>,
+) -> anyhow::Result<Latency> {
     let visible = session
         .prepare(include_str!("latency_visible.cql").replace("{{keyspace}}", settings.keyspace))
         .await?;
@@ -72,15 +75,22 @@ pub async fn measure(settings: &LatencySettings<'_>, session: Arc<Session>) -> a
 
     // One transaction first, waited for without a clock: the stages are up and caught up.
     writers[0].send(0)?;
-    let probe = sample_rx.recv().await.context("the load's first transaction failed")?;
-    time_visible(Arc::clone(&session), visible.clone(), probe, Duration::from_secs(120))
-        .await?
-        .context("the pipeline did not deliver a first change within 120 s")?;
+    let probe = sample_rx
+        .recv()
+        .await
+        .context("the load's first transaction failed")?;
+    time_visible(
+        Arc::clone(&session),
+        visible.clone(),
+        probe,
+        Duration::from_secs(120),
+    )
+    .await?
+    .context("the pipeline did not deliver a first change within 120 s")?;
 
     let transactions_per_second = f64::from(settings.rate) / f64::from(CHANGES_PER_TRANSACTION);
     let transactions = (transactions_per_second * settings.duration.as_secs_f64()).round() as u64;
-    let mut pace =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / transactions_per_second));
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / transactions_per_second));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut lookups = JoinSet::new();
     let started = Instant::now();
@@ -88,7 +98,12 @@ pub async fn measure(settings: &LatencySettings<'_>, session: Arc<Session>) -> a
         pace.tick().await;
         writers[(tick % WRITERS) as usize].send(tick)?;
         while let Ok(sample) = sample_rx.try_recv() {
-            lookups.spawn(time_visible(Arc::clone(&session), visible.clone(), sample, VISIBLE_DEADLINE));
+            lookups.spawn(time_visible(
+                Arc::clone(&session),
+                visible.clone(),
+                sample,
+                VISIBLE_DEADLINE,
+            ));
         }
     }
     drop(writers);
@@ -98,7 +113,12 @@ pub async fn measure(settings: &LatencySettings<'_>, session: Arc<Session>) -> a
     }
     let load_time = started.elapsed();
     while let Some(sample) = sample_rx.recv().await {
-        lookups.spawn(time_visible(Arc::clone(&session), visible.clone(), sample, VISIBLE_DEADLINE));
+        lookups.spawn(time_visible(
+            Arc::clone(&session),
+            visible.clone(),
+            sample,
+            VISIBLE_DEADLINE,
+        ));
     }
     let mut latencies = Vec::new();
     let mut not_visible = 0;
@@ -112,7 +132,9 @@ pub async fn measure(settings: &LatencySettings<'_>, session: Arc<Session>) -> a
         bail!("no change of the latency load became visible");
     }
     latencies.sort_unstable();
-    let percentile = |q: f64| latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let percentile = |q: f64| {
+        latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
     Ok(Latency {
         offered_cps: f64::from(settings.rate),
         // The probe transaction came before the clock started.

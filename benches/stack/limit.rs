@@ -55,7 +55,9 @@ pub async fn read_changes(
     while changes.len() < expected {
         let message = tokio::time::timeout_at(deadline.into(), consumer.recv())
             .await
-            .with_context(|| format!("only {} of {expected} messages on {topic}", changes.len()))??;
+            .with_context(|| {
+                format!("only {} of {expected} messages on {topic}", changes.len())
+            })??;
         let header = |name: &str| -> anyhow::Result<i64> {
             let headers = message.headers().context("a message without headers")?;
             let value = headers
@@ -103,7 +105,11 @@ pub async fn blind_writes(
     let started = Instant::now();
     let mut writers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
-        let (session, changes, next) = (Arc::clone(&session), Arc::clone(&changes), Arc::clone(&next));
+        let (session, changes, next) = (
+            Arc::clone(&session),
+            Arc::clone(&changes),
+            Arc::clone(&next),
+        );
         let (by_id, by_country) = (by_id.clone(), by_country.clone());
         writers.spawn(async move {
             loop {
@@ -111,7 +117,9 @@ pub async fn blind_writes(
                 let Some(change) = changes.get(index) else {
                     return anyhow::Ok(());
                 };
-                session.execute_unpaged(&by_id, user_by_id_row(change)).await?;
+                session
+                    .execute_unpaged(&by_id, user_by_id_row(change))
+                    .await?;
                 session
                     .execute_unpaged(&by_country, user_by_country_row(change))
                     .await?;

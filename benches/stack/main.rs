@@ -77,7 +77,9 @@ impl Options {
                 "--bench" => {}
                 "--json" | "--codec-json" | "--report" | "--userstream" | "--debezium-lib"
                 | "--java" | "--state" | "--changes" | "--latency-rate" | "--latency-seconds" => {
-                    let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+                    let value = args
+                        .next()
+                        .with_context(|| format!("{arg} needs a value"))?;
                     given.insert(arg, value);
                 }
                 other => bail!("unknown argument {other:?} (see benches/stack.rs)"),
@@ -89,7 +91,11 @@ impl Options {
                 value.parse().with_context(|| format!("{name} {value:?}"))
             })
         };
-        let (changes, rate, seconds) = if quick { (2_000, 200, 5) } else { (100_000, 1_000, 60) };
+        let (changes, rate, seconds) = if quick {
+            (2_000, 200, 5)
+        } else {
+            (100_000, 1_000, 60)
+        };
         Ok(Self {
             quick,
             json: path("--json").context("--json PATH is required")?,
@@ -193,7 +199,11 @@ impl Run {
                 "auto.commit.interval.ms=100",
             );
         }
-        Stage::spawn(subcommand, command, &self.state.join(format!("{subcommand}.log")))
+        Stage::spawn(
+            subcommand,
+            command,
+            &self.state.join(format!("{subcommand}.log")),
+        )
     }
 
     async fn migrate(&self, keyspace: &str) -> anyhow::Result<()> {
@@ -208,7 +218,9 @@ impl Run {
 
 /// `url` with its database (the path) replaced by `database`.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
     let authority = base.find("://").map_or(0, |scheme| scheme + 3);
     let base = base[authority..]
         .find('/')
@@ -236,20 +248,48 @@ async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Waits until `count` reaches `target`, `stage` running all along; returns when it did. A
-/// failing count is asked again (a topic being created answers "not leader" for a moment).
+/// When a count first moved and when it reached its target.
+struct Progress {
+    /// The first count above 0 and when it was seen.
+    first: (u64, Instant),
+    done: Instant,
+}
+
+impl Progress {
+    /// Changes per second from the first count above 0 to the target: the stage's throughput
+    /// without its start-up (for the processor, mostly the consumer group's join delay).
+    fn steady_rate(&self, target: u32) -> Option<f64> {
+        let (first, at) = self.first;
+        let seconds = self.done.duration_since(at).as_secs_f64();
+        (first < u64::from(target) && seconds > 0.0)
+            .then(|| (u64::from(target) - first) as f64 / seconds)
+    }
+}
+
+/// Waits until `count` reaches `target`, `stage` running all along. A failing count is asked
+/// again (a topic being created answers "not leader" for a moment).
 fn wait_for(
     what: &str,
     stage: &mut Stage,
     target: u64,
     mut count: impl FnMut() -> anyhow::Result<u64>,
-) -> anyhow::Result<Instant> {
+) -> anyhow::Result<Progress> {
     let deadline = Instant::now() + PART_DEADLINE;
+    let mut first = None;
     loop {
-        let last = match count() {
-            Ok(now) if now >= target => return Ok(Instant::now()),
-            other => other,
-        };
+        let last = count();
+        if let Ok(now) = last {
+            let seen = Instant::now();
+            if now > 0 && first.is_none() {
+                first = Some((now, seen));
+            }
+            if now >= target {
+                return Ok(Progress {
+                    first: first.unwrap_or((now, seen)),
+                    done: seen,
+                });
+            }
+        }
         stage.ensure_running()?;
         if Instant::now() > deadline {
             let last = last.with_context(|| format!("{what}: counting failed"))?;
@@ -272,7 +312,8 @@ fn end_offsets(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<u64> {
     };
     let mut sum = 0;
     for partition in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, i32::try_from(partition)?, Duration::from_secs(5))?;
+        let (_, high) =
+            consumer.fetch_watermarks(topic, i32::try_from(partition)?, Duration::from_secs(5))?;
         sum += u64::try_from(high)?;
     }
     Ok(sum)
@@ -331,7 +372,10 @@ async fn measure(
         .with_context(|| format!("creating database {}", run.id))?;
     created.database = true;
     created.keyspaces = vec![run.keyspace.clone(), run.limit_keyspace.clone()];
-    created.topics = vec![run.topic.clone(), userstream::kafka::dead_letter_topic(&run.topic)];
+    created.topics = vec![
+        run.topic.clone(),
+        userstream::kafka::dead_letter_topic(&run.topic),
+    ];
     run.migrate(&run.keyspace).await?;
     run.migrate(&run.limit_keyspace).await?;
     let pg = pg_connect(&run.pg_url).await?;
@@ -372,7 +416,10 @@ async fn measure(
     let peer_versions = peer.versions(&run.id).await?;
     println!("bench: cdc — inserting {n} users in one transaction");
     let inserted = pg
-        .execute(include_str!("insert_users.sql"), &[&i32::try_from(n)?, &run.id])
+        .execute(
+            include_str!("insert_users.sql"),
+            &[&i32::try_from(n)?, &run.id],
+        )
         .await?;
     let committed_at = Instant::now();
     if inserted != u64::from(n) {
@@ -383,6 +430,7 @@ async fn measure(
             end_offsets(&progress, &peer.topic)
         })
     })?;
+    let peer_done = peer_done.done;
     let peer_cps = per_second(n, committed_at, peer_done);
     let peer_rss = peer.stage.stop().await?;
     debezium::drop_slot(&pg, &peer.slot).await?;
@@ -391,8 +439,11 @@ async fn measure(
     let started = Instant::now();
     let mut cdc = run.stage("cdc")?;
     let cdc_done = tokio::task::block_in_place(|| {
-        wait_for("our topic", &mut cdc, u64::from(n), || end_offsets(&progress, &run.topic))
+        wait_for("our topic", &mut cdc, u64::from(n), || {
+            end_offsets(&progress, &run.topic)
+        })
     })?;
+    let cdc_done = cdc_done.done;
     let cdc_cps = per_second(n, started, cdc_done);
     let mut cdc_rss = cdc.stop().await?;
     println!("bench: cdc — userstream: {cdc_cps:.0} changes/s");
@@ -415,30 +466,49 @@ async fn measure(
     // ---- process: the blind-write limit first, then ours, on the same messages ----
     println!("bench: process — decoding the {n} messages for the limit");
     let changes = Arc::new(
-        limit::read_changes(&run.brokers, &run.topic, run.partitions, &run.registry_url, n as usize)
-            .await?,
+        limit::read_changes(
+            &run.brokers,
+            &run.topic,
+            run.partitions,
+            &run.registry_url,
+            n as usize,
+        )
+        .await?,
     );
-    println!("bench: process — blind writes at concurrency {}", run.write_lanes);
-    let limit_time =
-        limit::blind_writes(Arc::clone(&session), &run.limit_keyspace, changes, run.write_lanes)
-            .await?;
+    println!(
+        "bench: process — blind writes at concurrency {}",
+        run.write_lanes
+    );
+    let limit_time = limit::blind_writes(
+        Arc::clone(&session),
+        &run.limit_keyspace,
+        changes,
+        run.write_lanes,
+    )
+    .await?;
     let limit_cps = f64::from(n) / limit_time.as_secs_f64();
     println!("bench: process — limit: {limit_cps:.0} changes/s; starting userstream process");
     let group_offsets = consumer(&run.brokers, &run.group)?;
     let started = Instant::now();
     let mut process = run.stage("process")?;
     let process_done = tokio::task::block_in_place(|| {
-        wait_for("the processor's committed offsets", &mut process, u64::from(n), || {
-            committed(&group_offsets, &run.topic, run.partitions)
-        })
+        wait_for(
+            "the processor's committed offsets",
+            &mut process,
+            u64::from(n),
+            || committed(&group_offsets, &run.topic, run.partitions),
+        )
     })?;
-    let process_cps = per_second(n, started, process_done);
+    let process_from_start = per_second(n, started, process_done.done);
+    let process_cps = process_done.steady_rate(n).unwrap_or(process_from_start);
     let mut process_rss = process.stop().await?;
     println!("bench: process — userstream: {process_cps:.0} changes/s");
     figures["process"] = json!({
         "changes": n,
         "ours_cps": process_cps,
-        "ours_seconds": process_done.duration_since(started).as_secs_f64(),
+        "ours_cps_from_start": process_from_start,
+        "ours_seconds": process_done.done.duration_since(started).as_secs_f64(),
+        "ours_first_commit_seconds": process_done.first.1.duration_since(started).as_secs_f64(),
         "limit_cps": limit_cps,
         "limit_seconds": limit_time.as_secs_f64(),
         "ratio": process_cps / limit_cps,
@@ -511,7 +581,13 @@ async fn versions(pg: &tokio_postgres::Client, session: &Session) -> anyhow::Res
         .and_then(|(_, rest)| rest.split_once('<'))
         .map_or("unknown", |(version, _)| version);
     let commit = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
         .output()
         .ok()
         .filter(|output| output.status.success())
@@ -536,7 +612,13 @@ fn machine() -> Value {
     let memory_gib = read("/proc/meminfo")
         .lines()
         .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kib| (kib / 1024.0 / 1024.0).round());
     json!({
         "cores": std::thread::available_parallelism().map_or(0, usize::from),
@@ -567,7 +649,10 @@ async fn clean_up(run: &Run, created: &Created) {
         let outcome = async {
             pg_connect(&run.admin_url)
                 .await?
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", run.id))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    run.id
+                ))
                 .await?;
             anyhow::Ok(())
         }
@@ -606,7 +691,10 @@ async fn clean_up(run: &Run, created: &Created) {
         let subject = userstream::schemas::value_subject(&run.topic);
         let outcome = async {
             let http = reqwest::Client::new();
-            let url = format!("{}/subjects/{subject}", run.registry_url.trim_end_matches('/'));
+            let url = format!(
+                "{}/subjects/{subject}",
+                run.registry_url.trim_end_matches('/')
+            );
             http.delete(&url).send().await?;
             http.delete(format!("{url}?permanent=true")).send().await?;
             anyhow::Ok(())

@@ -46,21 +46,34 @@ pub fn missing(report: &Value) -> Vec<&'static str> {
 /// Adds the targets and their verdicts to `report` and returns the table.
 pub fn judge(report: &mut Value) -> String {
     let number = |pointer: &str| report.pointer(pointer).and_then(Value::as_f64);
-    let rate = |pointer: &str| number(pointer).map_or("missing".to_owned(), |value| format!("{value:.0}/s"));
-    let ratio = |pointer: &str| number(pointer).map_or("missing".to_owned(), |value| format!("{value:.2}×"));
-    let millis = |pointer: &str| number(pointer).map_or("missing".to_owned(), |value| format!("{value:.0} ms"));
-    let megabytes = |pointer: &str| number(pointer).map_or("missing".to_owned(), |value| format!("{value:.1} MB"));
+    let rate = |pointer: &str| {
+        number(pointer).map_or("missing".to_owned(), |value| format!("{value:.0}/s"))
+    };
+    let ratio = |pointer: &str| {
+        number(pointer).map_or("missing".to_owned(), |value| format!("{value:.2}×"))
+    };
+    let millis = |pointer: &str| {
+        number(pointer).map_or("missing".to_owned(), |value| format!("{value:.0} ms"))
+    };
+    let megabytes = |pointer: &str| {
+        number(pointer).map_or("missing".to_owned(), |value| format!("{value:.1} MB"))
+    };
     let at_least = |pointer: &str, bound: f64| Some(number(pointer).map(|value| value >= bound));
     let below = |pointer: &str, bound: f64| Some(number(pointer).map(|value| value < bound));
     let peer = report
         .pointer("/cdc/peer")
         .and_then(Value::as_str)
-        .map_or("Debezium".to_owned(), |peer| peer.split(',').next().unwrap_or(peer).to_owned());
+        .map_or("Debezium".to_owned(), |peer| {
+            peer.split(',').next().unwrap_or(peer).to_owned()
+        });
     let rows = vec![
         Row {
             part: "codec decode+normalize (1 core)",
             ours: rate("/codec/decode_normalize/ours_rps"),
-            other: format!("{} (apache-avro Value)", rate("/codec/decode_normalize/baseline_rps")),
+            other: format!(
+                "{} (apache-avro Value)",
+                rate("/codec/decode_normalize/baseline_rps")
+            ),
             ratio: ratio("/codec/decode_normalize/ratio"),
             target: "≥ 5×",
             pass: at_least("/codec/decode_normalize/ratio", 5.0),
@@ -116,7 +129,10 @@ pub fn judge(report: &mut Value) -> String {
         Row {
             part: "peak RSS, cdc",
             ours: megabytes("/memory/cdc_peak_rss_mb"),
-            other: format!("{} (Debezium worker)", megabytes("/memory/peer_peak_rss_mb")),
+            other: format!(
+                "{} (Debezium worker)",
+                megabytes("/memory/peer_peak_rss_mb")
+            ),
             ratio: String::new(),
             target: "< 100 MB",
             pass: below("/memory/cdc_peak_rss_mb", 100.0),
@@ -142,7 +158,14 @@ pub fn judge(report: &mut Value) -> String {
             .map(|row| json!({ "part": row.part, "target": row.target, "result": verdict(&row.pass) }))
             .collect(),
     );
-    let header = ["part", "ours", "baseline / peer / limit", "ratio", "target", "pass"];
+    let header = [
+        "part",
+        "ours",
+        "baseline / peer / limit",
+        "ratio",
+        "target",
+        "pass",
+    ];
     let cells: Vec<[String; 6]> = std::iter::once(header.map(str::to_owned))
         .chain(rows.iter().map(|row| {
             [
@@ -156,7 +179,13 @@ pub fn judge(report: &mut Value) -> String {
         }))
         .collect();
     let widths: Vec<usize> = (0..6)
-        .map(|column| cells.iter().map(|row| row[column].chars().count()).max().unwrap_or(0))
+        .map(|column| {
+            cells
+                .iter()
+                .map(|row| row[column].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |row: &[String; 6]| {
         let padded: Vec<String> = row
@@ -168,7 +197,11 @@ pub fn judge(report: &mut Value) -> String {
     };
     let rule = format!(
         "|{}|",
-        widths.iter().map(|width| "-".repeat(width + 2)).collect::<Vec<_>>().join("|")
+        widths
+            .iter()
+            .map(|width| "-".repeat(width + 2))
+            .collect::<Vec<_>>()
+            .join("|")
     );
     let mut table = vec![line(&cells[0]), rule];
     table.extend(cells[1..].iter().map(line));

@@ -65,12 +65,18 @@ impl Stage {
     /// The peak resident set so far (VmHWM), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.pid);
-        let status =
-            std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         let kib = status
             .lines()
             .find_map(|line| line.strip_prefix("VmHWM:"))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
             .with_context(|| format!("no VmHWM in {path}"))?;
         Ok(kib * 1024)
     }
