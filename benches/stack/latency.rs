@@ -194,12 +194,18 @@ async fn time_visible(
     deadline: Duration,
 ) -> anyhow::Result<Option<Duration>> {
     loop {
-        let txid = session
+        // A lookup Cassandra times out under the load is asked again: only a change that stays
+        // invisible past the deadline counts against the run.
+        let txid = match session
             .execute_unpaged(&visible, (sample.user_id.as_str(),))
-            .await?
-            .into_rows_result()?
-            .maybe_first_row::<(Option<i64>,)>()?
-            .and_then(|(txid,)| txid);
+            .await
+        {
+            Ok(result) => result
+                .into_rows_result()?
+                .maybe_first_row::<(Option<i64>,)>()?
+                .and_then(|(txid,)| txid),
+            Err(_) => None,
+        };
         let elapsed = sample.committed_at.elapsed();
         if txid.is_some_and(|seen| seen >= sample.txid) {
             return Ok(Some(elapsed));

@@ -3,8 +3,9 @@
 //! peer and runs this; see `docs/performance.md` for what each figure means.
 //!
 //! ```text
-//! cargo bench --bench stack -- [--quick] --json STACK.json --userstream BIN --debezium-lib DIR
-//!     [--codec-json CODEC.json --report REPORT.json] [--java JAVA] [--state DIR]
+//! cargo bench --bench stack -- [--quick] --json STACK.json --debezium-lib DIR
+//!     [--codec-json CODEC.json --report REPORT.json] [--userstream BIN] [--java JAVA]
+//!     [--state DIR]
 //!     [--changes N] [--latency-rate N] [--latency-seconds S]
 //! ```
 //!
@@ -101,7 +102,10 @@ impl Options {
             json: path("--json").context("--json PATH is required")?,
             codec_json: path("--codec-json"),
             report: path("--report"),
-            userstream: path("--userstream").context("--userstream BIN is required")?,
+            // Cargo builds the package's binaries for a bench, with the bench's (release)
+            // settings.
+            userstream: path("--userstream")
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_userstream"))),
             debezium_lib: path("--debezium-lib").context("--debezium-lib DIR is required")?,
             java: path("--java")
                 .unwrap_or_else(|| PathBuf::from("/usr/lib/jvm/java-17-openjdk-amd64/bin/java")),
@@ -152,6 +156,11 @@ impl Run {
         let admin_url = env("USERSTREAM_PG_URL")?;
         let state = options.state.join(&id);
         std::fs::create_dir_all(&state)?;
+        // A copy of its own: another build in the same target directory must not swap the
+        // binary between two stages of the run.
+        let userstream = state.join("userstream");
+        std::fs::copy(&options.userstream, &userstream)
+            .with_context(|| format!("copying {}", options.userstream.display()))?;
         let defaults = StageDefaults::parse_from(["userstream"]);
         Ok(Self {
             pg_url: with_database(&admin_url, &id),
@@ -167,7 +176,7 @@ impl Run {
             topic: format!("userstream.{id}"),
             group: format!("{id}-processor"),
             state,
-            userstream: options.userstream.clone(),
+            userstream,
             partitions: defaults.topic.partitions,
             write_lanes: defaults.process.write_lanes,
             id,
@@ -462,6 +471,7 @@ async fn measure(
                       schemas.enable=false); Confluent's Avro converter is not on Maven Central",
     });
     figures["memory"]["peer_peak_rss_mb"] = json!(megabytes(peer_rss));
+    figures["memory"]["cdc_peak_rss_mb"] = json!(megabytes(cdc_rss));
 
     // ---- process: the blind-write limit first, then ours, on the same messages ----
     println!("bench: process — decoding the {n} messages for the limit");
@@ -503,6 +513,7 @@ async fn measure(
     let process_cps = process_done.steady_rate(n).unwrap_or(process_from_start);
     let mut process_rss = process.stop().await?;
     println!("bench: process — userstream: {process_cps:.0} changes/s");
+    figures["memory"]["process_peak_rss_mb"] = json!(megabytes(process_rss));
     figures["process"] = json!({
         "changes": n,
         "ours_cps": process_cps,

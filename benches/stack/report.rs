@@ -66,7 +66,7 @@ pub fn judge(report: &mut Value) -> String {
         .map_or("Debezium".to_owned(), |peer| {
             peer.split(',').next().unwrap_or(peer).to_owned()
         });
-    let rows = vec![
+    let rows = [
         Row {
             part: "codec decode+normalize (1 core)",
             ours: rate("/codec/decode_normalize/ours_rps"),
