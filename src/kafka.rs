@@ -39,7 +39,10 @@ pub fn consumer_config(args: &KafkaArgs, group_id: &str) -> ClientConfig {
         .set("enable.auto.commit", "true")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // librdkafka prefetches up to 64 MiB per consumer by default, most of a processor's
+        // memory; 16 MiB still holds tens of thousands of messages ahead of the writes.
+        .set("queued.max.messages.kbytes", "16384");
     let mut config = overlay(config, args);
     for (key, value) in &args.consumer_options {
         config.set(key, value);

@@ -421,11 +421,11 @@ impl Processor {
 
     /// Hands `queued` to its lane; `false` when the lanes are gone or shutdown came first.
     ///
-    /// A full lane does not stop the consumer from polling: a consumer that stops polling for
-    /// `max.poll.interval.ms` (say, through a long Cassandra outage) is thrown out of its group,
-    /// and rebalances repeat. Instead every assigned partition is paused — the consumer keeps
-    /// polling, so it keeps its membership and serves rebalances, but fetches nothing — and
-    /// resumed once the lane has room.
+    /// A lane that stays full does not stop the consumer from polling: a consumer that stops
+    /// polling for `max.poll.interval.ms` (say, through a long Cassandra outage) is thrown out of
+    /// its group, and rebalances repeat. After [`PAUSE_AFTER_FULL_LANE`] every assigned partition
+    /// is paused — the consumer keeps polling, so it keeps its membership and serves rebalances,
+    /// but fetches nothing — and resumed once the lane has room.
     async fn dispatch(
         &self,
         lane: &mpsc::Sender<Queued>,
@@ -438,6 +438,21 @@ impl Processor {
             Err(mpsc::error::TrySendError::Closed(_)) => return Ok(false),
             Err(mpsc::error::TrySendError::Full(queued)) => queued,
         };
+        // A lane full for a moment is the normal state while a backlog drains; pausing then
+        // would cost more than it saves (librdkafka drops what it prefetched for a paused
+        // partition and fetches it again on resume). Only a lane that stays full pauses.
+        let waited = tokio::select! {
+            permit = tokio::time::timeout(PAUSE_AFTER_FULL_LANE, lane.reserve()) => permit,
+            _ = shutdown.cancelled() => return Ok(false),
+        };
+        match waited {
+            Ok(Ok(permit)) => {
+                permit.send(queued);
+                return Ok(true);
+            }
+            Ok(Err(_)) => return Ok(false),
+            Err(_still_full) => {}
+        }
         self.pause_assignment()?;
         metrics::gauge!("userstream_processor_paused").set(1.0);
         let sent = loop {
@@ -482,6 +497,10 @@ impl Processor {
             .map_err(kafka("pause the partitions"))
     }
 }
+
+/// How long the consumer waits for room in a full lane before it pauses its partitions and
+/// goes back to polling: well under any sensible `max.poll.interval.ms`, well over one write.
+const PAUSE_AFTER_FULL_LANE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Work on its way to a lane, with the ticket that releases its offset.
 struct Queued {
