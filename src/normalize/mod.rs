@@ -557,7 +557,12 @@ impl Notes {
         Some(lower)
     }
 
-    fn name(&mut self, field: &'static str, value: Option<String>, casing: Casing) -> Option<String> {
+    fn name(
+        &mut self,
+        field: &'static str,
+        value: Option<String>,
+        casing: Casing,
+    ) -> Option<String> {
         let mut text = self.text(field, value)?;
         if let Some(changed) = names::title_case_ascii_in_place(&mut text, casing) {
             if changed {

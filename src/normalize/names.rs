@@ -127,7 +127,11 @@ fn title_case_ascii_part(part: &mut str) -> bool {
     );
     let forced = |index: usize| first_cased == Some(index) || (after_o_or_d && index == 2);
     let (mut has_upper, mut has_lower) = (false, false);
-    for (_, b) in bytes.iter().enumerate().filter(|&(index, _)| !forced(index)) {
+    for (_, b) in bytes
+        .iter()
+        .enumerate()
+        .filter(|&(index, _)| !forced(index))
+    {
         has_upper |= b.is_ascii_uppercase();
         has_lower |= b.is_ascii_lowercase();
     }
@@ -346,6 +350,50 @@ mod tests {
         assert_eq!(tc("mademoiselle"), "Mademoiselle");
         assert_eq!(tc("Mrs"), "Mrs");
         assert_eq!(tc("MS"), "Ms");
+    }
+
+    #[test]
+    fn the_ascii_path_agrees_with_the_general_one() {
+        let names = [
+            "nevaeh",
+            "PETERSON",
+            "jean-luc",
+            "o'neil",
+            "O'NEIL",
+            "d'angelo",
+            "G'oydich",
+            "van der berg",
+            "VAN DER BERG",
+            "Francisco De Borja",
+            "op 't hof",
+            "'T HART",
+            "McDonald",
+            "mcdonald",
+            "deShawn",
+            "MS",
+            "Mar?a Elena",
+            "-a--b-",
+            "",
+            " ",
+            "o'",
+            "O'1x",
+            "da silva",
+            "x DA",
+            "12 main",
+        ];
+        for casing in [PLAIN, TURKISH] {
+            for name in names {
+                let mut in_place = name.to_owned();
+                match title_case_ascii_in_place(&mut in_place, casing) {
+                    Some(changed) => {
+                        let general = title_case(name, casing);
+                        assert_eq!(in_place, general, "{name:?}");
+                        assert_eq!(changed, general != name, "{name:?}");
+                    }
+                    None => assert!(casing.turkic && name.contains(['i', 'I']), "{name:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -104,7 +104,10 @@ pub fn to_e164(number: &str, country_code: &str) -> Result<String, PhoneProblem>
     let first_digit = digits().next();
     let prefix_len = if international {
         let calling_code = plan.calling_code.as_bytes();
-        if !digits().take(calling_code.len()).eq(calling_code.iter().copied()) {
+        if !digits()
+            .take(calling_code.len())
+            .eq(calling_code.iter().copied())
+        {
             return Err(PhoneProblem::ForeignCallingCode);
         }
         calling_code.len()
