@@ -454,14 +454,26 @@ fn format_offset(minutes: i32) -> String {
 /// Whether `text` is already trimmed with its whitespace runs collapsed to single spaces (what
 /// joining its `split_whitespace` words with spaces gives), so it needs no rebuilding.
 fn is_collapsed(text: &str) -> bool {
-    if text.is_ascii() {
-        let bytes = text.as_bytes();
-        return bytes.first() != Some(&b' ')
-            && bytes.last() != Some(&b' ')
-            && !bytes.iter().any(|b| (0x09..=0x0d).contains(b))
-            && !bytes.windows(2).any(|pair| pair == b"  ");
-    }
+    // One pass over the bytes while they are ASCII (the usual case), where only the space and
+    // 0x09..=0x0D are whitespace.
     let mut after_space = true;
+    let mut ascii = true;
+    for &byte in text.as_bytes() {
+        match byte {
+            b' ' if after_space => return false,
+            b' ' => after_space = true,
+            0x09..=0x0d => return false,
+            0x80.. => {
+                ascii = false;
+                break;
+            }
+            _ => after_space = false,
+        }
+    }
+    if ascii {
+        return !after_space || text.is_empty();
+    }
+    after_space = true;
     for c in text.chars() {
         if c.is_whitespace() {
             if after_space || c != ' ' {
