@@ -2,9 +2,9 @@
 //! messages: every accepted record of `fixtures/randomuser/`, encoded with the newest schema.
 //!
 //! * decode + normalize — ours: `Decoder::decode` (the cached per-writer plan, straight into the
-//!   record) then `normalize`; baseline: `from_avro_datum(writer, reader)` (as its
+//!   record) then `normalize_owned`; baseline: `from_avro_datum(writer, reader)` (as its
 //!   `GenericDatumReader` equivalent) → `Value` →
-//!   `record_from_value` → `normalize`.
+//!   `record_from_value` → `normalize_owned`.
 //! * encode — ours: `Encoder::encode_message`; baseline: the record → `Value` (`to_avro_value`)
 //!   → `to_avro_datum` (as `GenericDatumWriter`), behind the same wire header.
 //!
@@ -24,7 +24,7 @@ use userstream::codec::{
     encode_wire_header, parse_wire, record_from_value, to_avro_value, Decoder, Encoder, USER_SCHEMA,
 };
 use userstream::model::UserRecord;
-use userstream::normalize::normalize;
+use userstream::normalize::normalize_owned;
 use userstream::randomuser::parse_response;
 
 const SCHEMA_ID: u32 = 1;
@@ -143,7 +143,7 @@ fn main() {
 
     let ours_decode = |message: &[u8]| {
         let record = decoder.decode(message).expect("decodes").record;
-        normalize(&record)
+        normalize_owned(record)
     };
     let baseline_decode = |message: &[u8]| {
         let (_, mut body) = parse_wire(message).expect("a wire-format frame");
@@ -153,7 +153,7 @@ fn main() {
             .build()
             .and_then(|reader| reader.read_value(&mut body))
             .expect("decodes");
-        normalize(&record_from_value(value).expect("a UserRecord"))
+        normalize_owned(record_from_value(value).expect("a UserRecord"))
     };
     let ours_encode = |record: &UserRecord| {
         encoder

@@ -89,44 +89,59 @@ pub enum PhoneProblem {
 pub fn to_e164(number: &str, country_code: &str) -> Result<String, PhoneProblem> {
     let international = number.starts_with('+');
     let body = if international { &number[1..] } else { number };
-    let mut digits = String::with_capacity(body.len());
+    let mut digit_count = 0;
     for c in body.chars() {
         match c {
-            '0'..='9' => digits.push(c),
+            '0'..='9' => digit_count += 1,
             ' ' | '-' | '.' | '/' | '(' | ')' => {}
             c if c.is_alphabetic() => return Err(PhoneProblem::Letters),
             _ => return Err(PhoneProblem::InvalidCharacter),
         }
     }
+    // The digits are read from `body` again rather than collected: one allocation, the result.
+    let digits = || body.bytes().filter(u8::is_ascii_digit);
     let plan = plan_for(country_code).ok_or(PhoneProblem::UnknownCountry)?;
-    let national = if international {
-        digits
-            .strip_prefix(plan.calling_code)
-            .ok_or(PhoneProblem::ForeignCallingCode)?
+    let first_digit = digits().next();
+    let prefix_len = if international {
+        let calling_code = plan.calling_code.as_bytes();
+        if !digits()
+            .take(calling_code.len())
+            .eq(calling_code.iter().copied())
+        {
+            return Err(PhoneProblem::ForeignCallingCode);
+        }
+        calling_code.len()
     } else {
         match plan.trunk_prefix {
             // In North America the trunk "1" is only a prefix when the rest is a full number.
-            Some(trunk) if plan.north_american => match digits.strip_prefix(trunk) {
-                Some(rest) if rest.len() == plan.max_len => rest,
-                _ => &digits,
-            },
-            Some(trunk) => digits.strip_prefix(trunk).unwrap_or(&digits),
-            None => &digits,
+            Some(trunk) if plan.north_american => {
+                usize::from(first_digit == Some(trunk as u8) && digit_count - 1 == plan.max_len)
+            }
+            Some(trunk) => usize::from(first_digit == Some(trunk as u8)),
+            None => 0,
         }
     };
-    if national.starts_with('0') {
+    let national = || digits().skip(prefix_len);
+    let national_len = digit_count - prefix_len;
+    if national().next() == Some(b'0') {
         return Err(PhoneProblem::LeadingZero);
     }
-    if !(plan.min_len..=plan.max_len).contains(&national.len()) {
+    if !(plan.min_len..=plan.max_len).contains(&national_len) {
         return Err(PhoneProblem::Length);
     }
     if plan.north_american {
-        let bytes = national.as_bytes();
-        if bytes[0] < b'2' || bytes[3] < b'2' {
+        let mut leading = national();
+        let area = leading.next();
+        let exchange = leading.nth(2);
+        if area < Some(b'2') || exchange < Some(b'2') {
             return Err(PhoneProblem::NorthAmericanPlan);
         }
     }
-    Ok(format!("+{}{national}", plan.calling_code))
+    let mut e164 = String::with_capacity(1 + plan.calling_code.len() + national_len);
+    e164.push('+');
+    e164.push_str(plan.calling_code);
+    e164.extend(national().map(char::from));
+    Ok(e164)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::ProcessError;
 use crate::codec::{DecodeError, Decoder};
 use crate::error::{chain, Retryable};
 use crate::model::BeforeImage;
-use crate::normalize::{normalize, NormalizedUser};
+use crate::normalize::{normalize_owned, NormalizedUser};
 use crate::retry::{retry, BackoffPolicy, RetryError};
 use crate::schemas::{SchemaError, SchemaRegistryClient, SCHEMA_NOT_FOUND};
 use crate::sink::{CassandraSink, CountryKey};
@@ -416,7 +416,7 @@ pub async fn classify(
             ),
         );
     }
-    match normalize(&decoded.record) {
+    match normalize_owned(decoded.record) {
         Ok(normalized) => {
             for repair in &normalized.repairs {
                 metrics.repaired(*repair).increment(1);
@@ -524,7 +524,7 @@ fn previous_country_key(
     if before == BeforeImage::default() {
         return Ok(None);
     }
-    Ok(normalize(&before.to_record(user_id))
+    Ok(normalize_owned(before.to_record(user_id))
         .ok()
         .map(|previous| CountryKey::of(&previous.user)))
 }
