@@ -28,7 +28,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -368,11 +368,28 @@ impl Processor {
         shutdown: &CancellationToken,
     ) -> Result<(), ProcessError> {
         // Messages received while the partitions were paused (fetched before the pause took
-        // effect, or from partitions a rebalance assigned meanwhile), in order.
-        let mut held: VecDeque<OwnedMessage> = VecDeque::new();
+        // effect, or from partitions a rebalance assigned meanwhile), in order, each with its
+        // partition's assignment epoch when it arrived.
+        let mut held: VecDeque<(OwnedMessage, u64)> = VecDeque::new();
         loop {
             let message = match held.pop_front() {
-                Some(message) => message,
+                Some((message, epoch)) => {
+                    // A rebalance since it arrived took its partition away (and maybe gave it
+                    // back): whoever holds the partition now consumes it again from the last
+                    // commit. Begun now, it would count as that assignment's first message and
+                    // release offsets the re-consumed messages before it have not reached.
+                    if self
+                        .lanes
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .epoch(message.partition())
+                        != epoch
+                    {
+                        continue;
+                    }
+                    message
+                }
                 None => {
                     let message = tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
@@ -430,7 +447,7 @@ impl Processor {
         &self,
         lane: &mpsc::Sender<Queued>,
         queued: Queued,
-        held: &mut VecDeque<OwnedMessage>,
+        held: &mut VecDeque<(OwnedMessage, u64)>,
         shutdown: &CancellationToken,
     ) -> Result<bool, ProcessError> {
         let queued = match lane.try_send(queued) {
@@ -466,7 +483,13 @@ impl Processor {
                 },
                 message = self.consumer.recv() => match message {
                     Ok(message) => {
-                        held.push_back(message.detach());
+                        let epoch = self
+                            .lanes
+                            .tracker
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .epoch(message.partition());
+                        held.push_back((message.detach(), epoch));
                         // A rebalance may have assigned partitions that are not paused.
                         self.pause_assignment()?;
                     }

@@ -91,7 +91,8 @@ impl OffsetTracker {
         *self.epochs.entry(partition).or_default() += 1;
     }
 
-    fn epoch(&self, partition: i32) -> u64 {
+    /// The partition's assignment epoch: how many times it was revoked from this processor.
+    pub fn epoch(&self, partition: i32) -> u64 {
         self.epochs.get(&partition).copied().unwrap_or_default()
     }
 }
