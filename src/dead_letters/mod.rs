@@ -36,7 +36,7 @@ use crate::error::Retryable;
 use crate::store::{self, StoreError};
 use crate::topic_read::{self, ReadError, Start};
 
-/// The headers the processor adds to a dead letter (see `processor::work`).
+/// The headers the processor adds to a dead letter (`processor::work` writes them by these names).
 pub const ERROR_KIND: &str = "error_kind";
 pub const ERROR_MESSAGE: &str = "error_message";
 pub const ORIGINAL_TOPIC: &str = "original_topic";

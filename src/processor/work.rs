@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::metric_handles::{ConsumeMetrics, LaneMetrics};
 use super::ProcessError;
 use crate::codec::{DecodeError, Decoder};
+use crate::dead_letters;
 use crate::error::{chain, Retryable};
 use crate::model::BeforeImage;
 use crate::normalize::{normalize_owned, NormalizedUser};
@@ -225,28 +226,28 @@ async fn send_dead_letter(
     let offset = letter.offset.to_string();
     headers = headers
         .insert(Header {
-            key: "error_kind",
+            key: dead_letters::ERROR_KIND,
             value: Some(letter.kind),
         })
         .insert(Header {
-            key: "error_message",
+            key: dead_letters::ERROR_MESSAGE,
             value: Some(&letter.message),
         })
         .insert(Header {
-            key: "original_topic",
+            key: dead_letters::ORIGINAL_TOPIC,
             value: Some(&letter.topic),
         })
         .insert(Header {
-            key: "original_partition",
+            key: dead_letters::ORIGINAL_PARTITION,
             value: Some(&partition),
         })
         .insert(Header {
-            key: "original_offset",
+            key: dead_letters::ORIGINAL_OFFSET,
             value: Some(&offset),
         });
     if let Some(reason) = payload_dropped {
         headers = headers.insert(Header {
-            key: "payload_dropped",
+            key: dead_letters::PAYLOAD_DROPPED,
             value: Some(reason),
         });
     }
