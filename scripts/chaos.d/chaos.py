@@ -648,39 +648,50 @@ def fmt_row(value):
     return str(value)
 
 
-def dead_letter_kinds(brokers, topic):
-    """error_kind header → count, over the dead-letter topic (read without a group commit)."""
+def read_topic(brokers, topic, seconds, group=None, on_partitions=None):
+    """Every message of `topic` from its start to its current end, without committing (a group
+    of its own unless `group` is given); `on_partitions(consumer, partitions)` runs first. Stops
+    after `seconds` at the latest."""
     from confluent_kafka import Consumer, TopicPartition
 
-    dlq = f"{topic}.dlq"
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"chaos-dlq-{uuid.uuid4()}",
+    consumer = Consumer({"bootstrap.servers": brokers,
+                         "group.id": group or f"chaos-read-{uuid.uuid4()}",
                          "enable.auto.commit": False, "logger": logging.getLogger("kafka-quiet")})
-    kinds = {}
     try:
-        metadata = consumer.list_topics(dlq, timeout=10)
-        if dlq not in metadata.topics or metadata.topics[dlq].error is not None:
-            return kinds
+        metadata = consumer.list_topics(topic, timeout=10)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            return
+        partitions = sorted(metadata.topics[topic].partitions)
+        if on_partitions:
+            on_partitions(consumer, partitions)
         ends, assignment = {}, []
-        for p in metadata.topics[dlq].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(dlq, p), timeout=10)
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 ends[p] = high
-                assignment.append(TopicPartition(dlq, p, low))
+                assignment.append(TopicPartition(topic, p, low))
         if not assignment:
-            return kinds
+            return
         consumer.assign(assignment)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + seconds
         while ends and time.monotonic() < deadline:
             message = consumer.poll(1.0)
             if message is None or message.error():
                 continue
-            headers = dict(message.headers() or [])
-            kind = (headers.get("error_kind") or b"?").decode(errors="replace")
-            kinds[kind] = kinds.get(kind, 0) + 1
+            yield message
             if message.offset() + 1 >= ends.get(message.partition(), 0):
                 ends.pop(message.partition(), None)
     finally:
         consumer.close()
+
+
+def dead_letter_kinds(brokers, topic):
+    """error_kind header → count, over the dead-letter topic."""
+    kinds = {}
+    for message in read_topic(brokers, f"{topic}.dlq", 30):
+        headers = dict(message.headers() or [])
+        kind = (headers.get("error_kind") or b"?").decode(errors="replace")
+        kinds[kind] = kinds.get(kind, 0) + 1
     return kinds
 
 
@@ -690,52 +701,28 @@ def trace_users(args, user_ids):
     of the topic and of its dead-letter topic keyed by it, and the group's committed offset of
     each partition it is on."""
     import psycopg
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     wanted = {uid.encode(): uid for uid in user_ids}
     with psycopg.connect(args.pg_url) as conn:
         clock = dict(conn.execute("SELECT user_id, last_ts FROM user_change_clock "
                                   "WHERE user_id = ANY(%s)", (list(user_ids),)).fetchall())
-    messages = {uid: [] for uid in user_ids}
     committed = {}
-    for topic in (args.topic, f"{args.topic}.dlq"):
-        consumer = Consumer({"bootstrap.servers": args.brokers,
-                             "group.id": args.group if topic == args.topic
-                             else f"chaos-trace-{uuid.uuid4()}",
-                             "enable.auto.commit": False,
-                             "logger": logging.getLogger("kafka-quiet")})
-        try:
-            metadata = consumer.list_topics(topic, timeout=10)
-            if topic not in metadata.topics or metadata.topics[topic].error is not None:
-                continue
-            partitions = sorted(metadata.topics[topic].partitions)
-            if topic == args.topic:
-                for tp in consumer.committed([TopicPartition(topic, p) for p in partitions],
-                                             timeout=10):
-                    committed[tp.partition] = tp.offset
-            ends, assignment = {}, []
-            for p in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                if high > low:
-                    ends[p] = high
-                    assignment.append(TopicPartition(topic, p, low))
-            if not assignment:
-                continue
-            consumer.assign(assignment)
-            deadline = time.monotonic() + 120
-            while ends and time.monotonic() < deadline:
-                message = consumer.poll(1.0)
-                if message is None or message.error():
-                    continue
-                uid = wanted.get(message.key())
-                if uid is not None:
-                    headers = {k: (v or b"").decode(errors="replace")
-                               for k, v in (message.headers() or [])}
-                    messages[uid].append((topic, message.partition(), message.offset(), headers))
-                if message.offset() + 1 >= ends.get(message.partition(), 0):
-                    ends.pop(message.partition(), None)
-        finally:
-            consumer.close()
+
+    def read_committed(consumer, partitions):
+        for tp in consumer.committed([TopicPartition(args.topic, p) for p in partitions],
+                                     timeout=10):
+            committed[tp.partition] = tp.offset
+
+    messages = {uid: [] for uid in user_ids}
+    for topic, group, on_partitions in ((args.topic, args.group, read_committed),
+                                        (f"{args.topic}.dlq", None, None)):
+        for message in read_topic(args.brokers, topic, 120, group, on_partitions):
+            uid = wanted.get(message.key())
+            if uid is not None:
+                headers = {k: (v or b"").decode(errors="replace")
+                           for k, v in (message.headers() or [])}
+                messages[uid].append((topic, message.partition(), message.offset(), headers))
     for uid in user_ids:
         newest = clock.get(uid)
         log(f"  trace {uid}: newest change in PostgreSQL at "
