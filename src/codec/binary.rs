@@ -97,6 +97,7 @@ impl<'a> Input<'a> {
     }
 
     /// A length (of bytes, a string or a fixed-size run of items), checked against the input.
+    #[inline(always)]
     fn length(&mut self) -> ReadResult<usize> {
         let length = self.long()?;
         let length = usize::try_from(length).map_err(|_| BodyProblem::NegativeLength(length))?;
@@ -106,14 +107,21 @@ impl<'a> Input<'a> {
         Ok(length)
     }
 
+    #[inline(always)]
     pub(crate) fn bytes(&mut self) -> ReadResult<&'a [u8]> {
         let length = self.length()?;
         self.take(length)
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn str(&mut self) -> ReadResult<&'a str> {
         let bytes = self.bytes()?;
+        // Nearly every string is short and ASCII: `is_ascii` settles it a word at a time, where
+        // `from_utf8` costs several times as much per byte (a fifth of decoding a record).
+        if bytes.iter().fold(0, |high, &b| high | b) < 0x80 {
+            // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|_| BodyProblem::NotUtf8.into())
     }
 
@@ -144,7 +152,7 @@ impl<'a> Input<'a> {
     }
 
     /// A union's branch index, checked against the number of branches.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn branch(&mut self, branches: usize) -> ReadResult<usize> {
         let index = self.long()?;
         usize::try_from(index)
@@ -245,6 +253,37 @@ mod tests {
             Input::new(&negative).str(),
             Err(ReadError::Invalid(BodyProblem::NegativeLength(-3)))
         );
+    }
+
+    #[test]
+    fn strings_read_the_same_whether_ascii_or_not() {
+        for text in [
+            "",
+            "a",
+            "kira.g'oydich@example.com",
+            "Çiğdem",
+            "ایلیا",
+            "x\u{7f}y",
+        ] {
+            let mut out = Vec::new();
+            write_str(&mut out, text);
+            assert_eq!(Input::new(&out).str(), Ok(text), "{text:?}");
+        }
+        for invalid in [
+            &b"\x80"[..],
+            b"ab\xc3",
+            b"\xff\xfe",
+            b"abcdefghijklmnop\xe2\x82",
+        ] {
+            let mut out = Vec::new();
+            write_long(&mut out, invalid.len() as i64);
+            out.extend_from_slice(invalid);
+            assert_eq!(
+                Input::new(&out).str(),
+                Err(ReadError::Invalid(BodyProblem::NotUtf8)),
+                "{invalid:?}"
+            );
+        }
     }
 
     #[test]

@@ -78,6 +78,15 @@ macro_rules! user_fields {
             Ok(())
         }
 
+        /// The `Option<String>` field of `record` that `field` names; `None` for a field of
+        /// another type.
+        #[inline]
+        pub(crate) fn optional_text(record: &mut UserRecord, field: Field) -> Option<&mut Option<String>> {
+            match field {
+                $(Field::$variant => AvroField::as_optional_text(&mut record.$field)),+
+            }
+        }
+
         /// A record with every field empty, filled by [`assign`]. The struct literal names every
         /// field so a new `UserRecord` field cannot be forgotten here.
         pub(crate) fn empty_record() -> UserRecord {
@@ -301,6 +310,10 @@ pub(crate) trait AvroField: Sized {
     fn to_avro(&self) -> Value;
     fn field_ref(&self) -> FieldRef<'_>;
     fn from_typed(value: Typed) -> Result<Self, ValueProblem>;
+
+    fn as_optional_text(&mut self) -> Option<&mut Option<String>> {
+        None
+    }
 }
 
 impl AvroField for String {
@@ -340,6 +353,10 @@ impl AvroField for Option<String> {
             Typed::String(text) => Ok(Some(text)),
             other => Err(mismatch(Self::KIND, &other)),
         }
+    }
+
+    fn as_optional_text(&mut self) -> Option<&mut Option<String>> {
+        Some(self)
     }
 }
 

@@ -12,7 +12,7 @@ use apache_avro::schema::{InnerDecimalSchema, Name, ResolvedSchema, UuidSchema};
 use apache_avro::Schema;
 
 use super::binary::{BodyProblem, Input, ReadError, ReadResult};
-use super::fields::{assign, empty_record, Field, Kind, Typed, ValueProblem};
+use super::fields::{assign, empty_record, optional_text, Field, Kind, Typed, ValueProblem};
 use crate::model::UserRecord;
 
 /// How deeply values may nest before a body is refused: a recursive writer type must not
@@ -78,7 +78,16 @@ enum Source {
 #[derive(Debug, Clone)]
 enum Step {
     Skip(NodeId),
-    Fill { field: Field, source: Source },
+    /// A writer `["null", "string"]` (in either order) read into an `Option<String>` field:
+    /// most fields of every schema version, so they skip [`Typed`] and [`assign`].
+    OptionalText {
+        field: Field,
+        string_branch: usize,
+    },
+    Fill {
+        field: Field,
+        source: Source,
+    },
 }
 
 /// The compiled resolution of one writer schema against the reader schema.
@@ -138,9 +147,15 @@ impl Plan {
         for (field, target) in record.fields.iter().zip(targets) {
             steps.push(match target {
                 None => Step::Skip(compiler.node(&field.schema)?),
-                Some(target) => Step::Fill {
-                    field: *target,
-                    source: compiler.source(target.kind(), &field.schema)?,
+                Some(target) => match optional_text_branch(target.kind(), &field.schema) {
+                    Some(string_branch) => Step::OptionalText {
+                        field: *target,
+                        string_branch,
+                    },
+                    None => Step::Fill {
+                        field: *target,
+                        source: compiler.source(target.kind(), &field.schema)?,
+                    },
                 },
             });
         }
@@ -164,6 +179,15 @@ impl Plan {
         for (index, step) in self.steps.iter().enumerate() {
             let read = match step {
                 Step::Skip(node) => self.skip(&mut input, *node, 0),
+                &Step::OptionalText {
+                    field,
+                    string_branch,
+                } => read_optional_text(&mut input, string_branch).map(|text| {
+                    // Always a slot: the step is compiled only for `Option<String>` fields.
+                    if let Some(slot) = optional_text(&mut record, field) {
+                        *slot = text;
+                    }
+                }),
                 Step::Fill { field, source } => self
                     .fill(&mut input, &mut record, *field, source)
                     .map(|outcome| {
@@ -313,6 +337,28 @@ impl Plan {
             }
         }
     }
+}
+
+/// The branch holding the string when `schema` is a `["null", "string"]` union in either order
+/// and `kind` an optional string.
+fn optional_text_branch(kind: Kind, schema: &Schema) -> Option<usize> {
+    let Schema::Union(union) = schema else {
+        return None;
+    };
+    match (kind, union.variants()) {
+        (Kind::OptionalString, [Schema::Null, Schema::String]) => Some(1),
+        (Kind::OptionalString, [Schema::String, Schema::Null]) => Some(0),
+        _ => None,
+    }
+}
+
+#[inline]
+fn read_optional_text(input: &mut Input<'_>, string_branch: usize) -> ReadResult<Option<String>> {
+    Ok(if input.branch(2)? == string_branch {
+        Some(input.str()?.to_owned())
+    } else {
+        None
+    })
 }
 
 fn widen(value: i64, number: Number) -> Typed {

@@ -25,6 +25,8 @@
 //! The rules are idempotent: cased output is either all-lower-after-the-capital or mixed, both of
 //! which a second pass keeps.
 
+use std::ops::Range;
+
 /// Lower-case words that join parts of a name, written in lower case after the first word.
 pub const PARTICLES: &[&str] = &[
     "da", "das", "de", "del", "della", "den", "der", "di", "do", "dos", "du", "la", "le", "op",
@@ -81,84 +83,86 @@ pub(super) fn title_case_ascii_in_place(name: &mut str, casing: Casing) -> Optio
     }
     let mut changed = false;
     let mut start = 0;
-    let mut position = 0;
+    let mut after_first = false;
+    // Indexes, not `split`: the parts are rewritten while the name is walked. Every index is a
+    // char boundary, the text being ASCII.
     while start <= name.len() {
-        let end = name[start..].find(' ').map_or(name.len(), |at| start + at);
-        if let Some(word) = name.get_mut(start..end) {
-            changed |= title_case_ascii_word(word, position > 0);
-        }
+        let end = next_byte(name, start, b' ');
+        changed |= title_case_ascii_word(name, start..end, after_first);
         start = end + 1;
-        position += 1;
+        after_first = true;
     }
     Some(changed)
 }
 
-/// One space-free ASCII word of [`title_case_ascii_in_place`]; `after_first` when particles
-/// are lower case.
-fn title_case_ascii_word(word: &mut str, after_first: bool) -> bool {
-    let is_lower_word = |known: &&str| known.eq_ignore_ascii_case(word);
-    if word.len() <= MAX_PARTICLE_CHARS
+/// The index of the first `byte` in `text` from `start`, or the end of `text`.
+fn next_byte(text: &str, start: usize, byte: u8) -> usize {
+    text.as_bytes()[start..]
+        .iter()
+        .position(|&b| b == byte)
+        .map_or(text.len(), |at| start + at)
+}
+
+/// One space-free word of [`title_case_ascii_in_place`]; `after_first` when particles are
+/// lower case.
+fn title_case_ascii_word(name: &mut str, word: Range<usize>, after_first: bool) -> bool {
+    let text = &name[word.clone()];
+    let is_lower_word = |known: &&str| known.eq_ignore_ascii_case(text);
+    if text.len() <= MAX_PARTICLE_CHARS
         && (ALWAYS_LOWER.iter().any(is_lower_word)
             || (after_first && PARTICLES.iter().any(is_lower_word)))
     {
-        let changed = word.bytes().any(|b| b.is_ascii_uppercase());
-        word.make_ascii_lowercase();
+        let changed = text.bytes().any(|b| b.is_ascii_uppercase());
+        if changed {
+            name[word].make_ascii_lowercase();
+        }
         return changed;
     }
     let mut changed = false;
-    let mut start = 0;
-    while start <= word.len() {
-        let end = word[start..].find('-').map_or(word.len(), |at| start + at);
-        if let Some(part) = word.get_mut(start..end) {
-            changed |= title_case_ascii_part(part);
-        }
+    let mut start = word.start;
+    while start <= word.end {
+        let end = start + next_byte(&name[start..word.end], 0, b'-');
+        changed |= title_case_ascii_part(name, start..end);
         start = end + 1;
     }
     changed
 }
 
-/// [`push_title_case_part`] for a hyphen-free ASCII part, in place.
-fn title_case_ascii_part(part: &mut str) -> bool {
-    let bytes = part.as_bytes();
-    let first_cased = bytes.iter().position(u8::is_ascii_alphabetic);
+/// [`push_title_case_part`] for a hyphen-free ASCII part, in place: the first letter (and one
+/// after "O'" / "D'") upper case, the others lower case unless they mix cases.
+fn title_case_ascii_part(name: &mut str, part: Range<usize>) -> bool {
+    let bytes = &name.as_bytes()[part.clone()];
+    // Whatever comes before the first letter is not a letter: case mapping leaves it alone.
+    let Some(first) = bytes.iter().position(u8::is_ascii_alphabetic) else {
+        return false;
+    };
     let after_o_or_d = matches!(
         bytes,
         [b'o' | b'O' | b'd' | b'D', b'\'', letter, ..] if letter.is_ascii_alphabetic()
     );
-    let forced = |index: usize| first_cased == Some(index) || (after_o_or_d && index == 2);
+    // With "O'" / "D'" the first letter is at 0 and the second forced capital at 2.
     let (mut has_upper, mut has_lower) = (false, false);
-    for (_, b) in bytes
-        .iter()
-        .enumerate()
-        .filter(|&(index, _)| !forced(index))
-    {
-        has_upper |= b.is_ascii_uppercase();
-        has_lower |= b.is_ascii_lowercase();
-    }
-    let lower_rest = !(has_upper && has_lower);
-
-    let mut changed = false;
-    for index in 0..part.len() {
-        let byte = part.as_bytes()[index];
-        let wanted = if forced(index) {
-            byte.to_ascii_uppercase()
-        } else if lower_rest {
-            byte.to_ascii_lowercase()
-        } else {
-            byte
-        };
-        if wanted != byte {
-            if let Some(letter) = part.get_mut(index..=index) {
-                if forced(index) {
-                    letter.make_ascii_uppercase();
-                } else {
-                    letter.make_ascii_lowercase();
-                }
-            }
-            changed = true;
+    for (index, b) in bytes.iter().enumerate().skip(first + 1) {
+        if !(after_o_or_d && index == 2) {
+            has_upper |= b.is_ascii_uppercase();
+            has_lower |= b.is_ascii_lowercase();
         }
     }
-    changed
+    let lower_rest = has_upper && !has_lower;
+    let first_lower = bytes[first].is_ascii_lowercase();
+    let second_lower = after_o_or_d && bytes[2].is_ascii_lowercase();
+    if !(first_lower || second_lower || lower_rest) {
+        return false;
+    }
+    let first = part.start + first;
+    if lower_rest {
+        name[first + 1..part.end].make_ascii_lowercase();
+    }
+    name[first..=first].make_ascii_uppercase();
+    if after_o_or_d {
+        name[part.start + 2..=part.start + 2].make_ascii_uppercase();
+    }
+    true
 }
 
 /// The most characters in one of [`PARTICLES`] or [`ALWAYS_LOWER`]. Lower-casing never makes a
@@ -256,6 +260,8 @@ fn titlecase_digraph(c: char) -> Option<char> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const PLAIN: Casing = Casing { turkic: false };
@@ -400,5 +406,44 @@ mod tests {
     fn a_question_mark_the_api_sent_is_kept() {
         // "Mar?a Elena" is in the fixtures as sent (an encoding loss at the source).
         assert_eq!(tc("Mar?a Elena"), "Mar?a Elena");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn the_ascii_path_agrees_on_any_ascii_name(
+            name in "[a-eiosvzA-EIOSVZ' -]{0,16}",
+            turkic in any::<bool>(),
+        ) {
+            let casing = Casing { turkic };
+            let mut in_place = name.clone();
+            if let Some(changed) = title_case_ascii_in_place(&mut in_place, casing) {
+                let general = title_case(&name, casing);
+                prop_assert_eq!(&in_place, &general);
+                prop_assert_eq!(changed, general != name);
+            }
+        }
+
+        #[test]
+        fn the_ascii_path_agrees_on_particles_and_apostrophes(
+            words in prop::collection::vec(
+                prop_oneof![
+                    prop::sample::select(PARTICLES).prop_map(str::to_owned),
+                    "(van|VAN|Van|de|DE|'t|'T|'s|'S|[oOdD]'[a-zA-Z]{0,3}|[mM][cC][a-zA-Z]{0,3})",
+                    "[a-zA-Z]{1,7}(-[a-zA-Z']{0,4})?",
+                ],
+                0..4,
+            ),
+            upper in any::<bool>(),
+        ) {
+            let name = words.join(" ");
+            let name = if upper { name.to_ascii_uppercase() } else { name };
+            let mut in_place = name.clone();
+            let changed = title_case_ascii_in_place(&mut in_place, PLAIN);
+            let general = title_case(&name, PLAIN);
+            prop_assert_eq!(&in_place, &general);
+            prop_assert_eq!(changed, Some(general != name));
+        }
     }
 }
