@@ -116,8 +116,9 @@ impl<'a> Input<'a> {
     #[inline(always)]
     pub(crate) fn str(&mut self) -> ReadResult<&'a str> {
         let bytes = self.bytes()?;
-        // Nearly every string is short and ASCII: `is_ascii` settles it a word at a time, where
-        // `from_utf8` costs several times as much per byte (a fifth of decoding a record).
+        // Nearly every string is short and ASCII: one OR over its bytes (which the compiler
+        // vectorizes) settles that, where `from_utf8` costs several times as much per byte (a
+        // fifth of decoding a record).
         if bytes.iter().fold(0, |high, &b| high | b) < 0x80 {
             // SAFETY: every byte is below 0x80, and ASCII is valid UTF-8.
             return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
